@@ -1,0 +1,1 @@
+export const runBench = async (_: ReadonlyArray<string>) => { console.log("todo") }

@@ -1,0 +1,134 @@
+import { Data, Effect, Queue, Random, type Scope } from "effect"
+import { encode } from "../protocol/codec.ts"
+import { type Publication, decodeIncoming, decodePublication } from "../protocol/messages.ts"
+import { Transport, type TransportError } from "../transport/Transport.ts"
+import { Stamper } from "./runtime.ts"
+
+export interface ClientConfig {
+  /** The broker's front end (ROUTER), e.g. tcp://broker:5555. */
+  readonly broker: string
+  /** The proxy's subscriber side (XPUB), e.g. tcp://proxy:5558. */
+  readonly proxy: string
+  /** Per attempt. After a timeout the request is sent again on a fresh socket (Lazy Pirate). */
+  readonly requestTimeoutMs: number
+  /** Attempts per request, the first included. Retries carry the same request id, so a server applies them once. */
+  readonly attemptsMax: number
+}
+
+export const defaultClientConfig: ClientConfig = {
+  broker: "tcp://127.0.0.1:5555",
+  proxy: "tcp://127.0.0.1:5558",
+  requestTimeoutMs: 2_500,
+  attemptsMax: 3,
+}
+
+export class ClientError extends Data.TaggedError("ClientError")<{
+  readonly reason: "Unreachable" | "Malformed"
+  readonly message: string
+}> {}
+
+export interface Reply {
+  readonly service: string
+  readonly ok: boolean
+  /** The server's error text (`description`, or `message` for publish/message). */
+  readonly error: string | undefined
+  readonly data: Record<string, unknown>
+}
+
+export interface BulletinClient {
+  readonly call: (service: string, data?: Record<string, unknown>) => Effect.Effect<Reply, ClientError>
+  readonly login: (user: string) => Effect.Effect<Reply, ClientError>
+  readonly users: () => Effect.Effect<Reply, ClientError>
+  readonly channel: (name: string) => Effect.Effect<Reply, ClientError>
+  readonly channels: () => Effect.Effect<Reply, ClientError>
+  readonly publish: (channel: string, message: string) => Effect.Effect<Reply, ClientError>
+  readonly message: (dst: string, message: string) => Effect.Effect<Reply, ClientError>
+  readonly history: (query: Record<string, unknown>) => Effect.Effect<Reply, ClientError>
+  /** Channel posts and private messages for this client, topic matched exactly. */
+  readonly publications: Queue.Dequeue<Publication>
+  readonly subscribe: (topic: string) => Effect.Effect<void>
+  readonly unsubscribe: (topic: string) => Effect.Effect<void>
+  readonly user: () => string | undefined
+  readonly stamper: Stamper
+}
+
+const isOk = (data: Record<string, unknown>) => data.status === "sucesso" || data.status === "OK" || (data.status === undefined && data.description === undefined)
+
+const errorText = (data: Record<string, unknown>) => {
+  const t = data.description ?? (data.status === "erro" ? data.message : undefined)
+  return typeof t === "string" ? t : data.status === "erro" ? "error" : undefined
+}
+
+/** A client session: requests through the broker, publications from the proxy, one Lamport clock. */
+export const makeClient = (config: ClientConfig): Effect.Effect<BulletinClient, TransportError, Scope.Scope | Transport> =>
+  Effect.gen(function* () {
+    const transport = yield* Transport
+    const requester = yield* transport.requester(config.broker)
+    const subscriber = yield* transport.subscriber(config.proxy, [])
+    const stamper = new Stamper()
+    const session = (yield* Random.nextIntBetween(0, 2 ** 48, { halfOpen: true })).toString(36)
+    let counter = 0
+    let user: string | undefined
+
+    const call = (service: string, data: Record<string, unknown> = {}) =>
+      Effect.gen(function* () {
+        const id = `${session}-${(counter += 1)}`
+        const stamp = yield* stamper.stamp
+        const frame = encode({ service, data: { ...data, id, timestamp: stamp.timestampMs, clock: stamp.clock } })
+        const attempt = requester.request(frame, config.requestTimeoutMs)
+        const replyFrame = yield* attempt.pipe(
+          Effect.retry({ times: config.attemptsMax - 1, while: (e) => e.reason === "Timeout" }),
+          Effect.mapError((e) => new ClientError({ reason: "Unreachable", message: `${service}: ${e.message} (after ${config.attemptsMax} attempts)` })),
+        )
+        const decoded = decodeIncoming(replyFrame)
+        if (!decoded.ok) return yield* Effect.fail(new ClientError({ reason: "Malformed", message: `${service}: unreadable reply: ${decoded.description}` }))
+        stamper.observe(decoded.value.meta.clock)
+        const replyData = decoded.value.data
+        return { service: decoded.value.service, ok: isOk(replyData), error: errorText(replyData), data: replyData } satisfies Reply
+      })
+
+    // Publications for this client: on its own name only private messages to
+    // it, on a channel only that channel's posts. Anything else is dropped.
+    const publications = yield* Queue.sliding<Publication>(transport.limits.subscriberQueueMessages)
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.gen(function* () {
+          const { topic, payload } = yield* Queue.take(subscriber.messages)
+          const p = decodePublication(payload)
+          if (!p.ok) return yield* Effect.logDebug(`dropped unreadable publication on '${topic}': ${p.description}`)
+          const pub = p.value
+          const mine = pub.service === "message" ? pub.dst === topic && topic === user : pub.channel === topic
+          if (!mine) return
+          stamper.observe(pub.meta.clock)
+          yield* Queue.offer(publications, pub)
+        }),
+      ),
+    )
+
+    const login = (name: string) =>
+      Effect.tap(call("login", { user: name }), (r) =>
+        r.ok
+          ? Effect.gen(function* () {
+              if (user !== undefined && user !== name) yield* subscriber.unsubscribe(user)
+              user = name
+              yield* subscriber.subscribe(name)
+            })
+          : Effect.void,
+      )
+
+    return {
+      call,
+      login,
+      users: () => call("users"),
+      channel: (name) => call("channel", { channel: name }),
+      channels: () => call("channels"),
+      publish: (channel, message) => call("publish", { user: user ?? "", channel, message }),
+      message: (dst, message) => call("message", { src: user ?? "", dst, message }),
+      history: (query) => call("history", query),
+      publications,
+      subscribe: subscriber.subscribe,
+      unsubscribe: subscriber.unsubscribe,
+      user: () => user,
+      stamper,
+    } satisfies BulletinClient
+  })

@@ -1,0 +1,70 @@
+import { Cause, Clock, Duration, Effect, Exit, Fiber, Schedule } from "effect"
+import { LamportClock } from "../machines/lamport.ts"
+import type { Stamp } from "../protocol/messages.ts"
+
+export interface RestartPolicy {
+  /** First back-off after a failure; doubles each time. */
+  readonly restartBackoffMs: number
+  readonly restartBackoffMaxMs: number
+  /** Give up (and fail the role, so its own supervisor restarts the process) after this many restarts in a row. */
+  readonly restartsMax: number
+}
+
+export const defaultRestartPolicy: RestartPolicy = { restartBackoffMs: 100, restartBackoffMaxMs: 5_000, restartsMax: 20 }
+
+/**
+ * Runs a loop that should run forever; when it fails it is logged and
+ * restarted with a bounded exponential back-off. Interruption is not a failure.
+ */
+export const supervised = <A, E, R>(name: string, loop: Effect.Effect<A, E, R>, policy: RestartPolicy = defaultRestartPolicy) =>
+  loop.pipe(
+    Effect.tapCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError(`${name} failed, restarting`, Cause.pretty(cause)))),
+    Effect.retry({
+      times: policy.restartsMax,
+      schedule: Schedule.exponential(Duration.millis(policy.restartBackoffMs)).pipe(
+        Schedule.modifyDelay((m) => Effect.succeed(Duration.millis(Math.min(Duration.toMillis(m.duration), policy.restartBackoffMaxMs)))),
+      ),
+    }),
+  )
+
+/**
+ * Stamps outgoing messages: the process's Lamport clock and its physical
+ * clock (Effect's Clock service, so tests and the simulator control it; the
+ * server's Berkeley offset is added here in the coordination layer).
+ */
+export class Stamper {
+  readonly lamport: LamportClock
+  offsetMs = 0
+  constructor(initialClock = 0) {
+    this.lamport = new LamportClock(initialClock)
+  }
+  readonly now: Effect.Effect<number> = Effect.map(Clock.currentTimeMillis, (t) => t + this.offsetMs)
+  /** Tick for a send and read the time. */
+  readonly stamp: Effect.Effect<Stamp> = Effect.map(this.now, (timestampMs) => ({ clock: this.lamport.tick(), timestampMs }))
+  readonly observe = (received: number | undefined) => this.lamport.observe(received)
+}
+
+/**
+ * The process entry point: runs a role until it ends or the process gets
+ * SIGINT/SIGTERM, then interrupts it (closing every scope, so sockets and the
+ * store are released) and exits.
+ */
+export const runMain = <E>(program: Effect.Effect<unknown, E>) => {
+  const fiber = Effect.runFork(program)
+  let signals = 0
+  const stop = (signal: string) => {
+    signals += 1
+    if (signals > 1) process.exit(130)
+    Effect.runFork(Effect.logInfo(`${signal}: shutting down`))
+    Effect.runFork(Fiber.interrupt(fiber))
+  }
+  process.on("SIGINT", () => stop("SIGINT"))
+  process.on("SIGTERM", () => stop("SIGTERM"))
+  fiber.addObserver((exit) => {
+    if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) {
+      console.error(Cause.pretty(exit.cause))
+      process.exit(1)
+    }
+    process.exit(0)
+  })
+}

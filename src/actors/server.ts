@@ -1,0 +1,220 @@
+import { Clock, Duration, Effect, Queue, Random, Semaphore } from "effect"
+import { decode } from "../protocol/codec.ts"
+import {
+  type ClientRequest,
+  type Meta,
+  type RequestOf,
+  type Stamp,
+  cursorOf,
+  decodeRequest,
+  encodeEnvelope,
+  errorReply,
+  okStatus,
+  publicationOf,
+} from "../protocol/messages.ts"
+import { type Op, type OpInput, decodeOp, postOf } from "../protocol/ops.ts"
+import { Store } from "../store/Store.ts"
+import { type Publisher, type Subscriber, Transport } from "../transport/Transport.ts"
+import { Stamper, supervised } from "./runtime.ts"
+
+export interface ServerConfig {
+  /** Unique among servers; the origin of every op this server creates. */
+  readonly name: string
+  /** The broker's back end (DEALER), e.g. tcp://broker:5556. */
+  readonly brokerBackend: string
+  /** The proxy's publisher side (XSUB), e.g. tcp://proxy:5557. */
+  readonly proxyFrontend: string
+  /** The proxy's subscriber side (XPUB), e.g. tcp://proxy:5558. */
+  readonly proxyBackend: string
+  /** Requests handled at once (their disk writes are committed together). */
+  readonly concurrentRequestsMax: number
+  /**
+   * How long a request naming a channel or user this server does not know
+   * waits for replication to bring it before the answer is "does not exist":
+   * the broker may send a client's next request to another server before the
+   * first server's change has reached it.
+   */
+  readonly replicationWaitMs: number
+}
+
+export const defaultServerConfig = (name: string): ServerConfig => ({
+  name,
+  brokerBackend: "tcp://127.0.0.1:5556",
+  proxyFrontend: "tcp://127.0.0.1:5557",
+  proxyBackend: "tcp://127.0.0.1:5558",
+  concurrentRequestsMax: 64,
+  replicationWaitMs: 500,
+})
+
+/**
+ * Replication topic. Its payload: { service: "replication", data: { op, timestamp, clock } }
+ * where op is a Store Op. Every server applies ops of other origins
+ * idempotently. (Live push only for now: gap detection and catch-up come with
+ * the replication machine.)
+ */
+export const replicationTopic = "replication"
+
+const pollMs = 10
+
+/** The server role: client services over the broker, publications and replication over the proxy. */
+export const server = (config: ServerConfig) =>
+  Effect.gen(function* () {
+    const transport = yield* Transport
+    const store = yield* Store
+    const stamper = new Stamper(store.maxClock())
+    let seq = store.lastSeq(config.name)
+    yield* Effect.logInfo(`server ${config.name}: ${store.opCount()} ops on disk, next seq ${seq + 1}, Lamport clock ${stamper.lamport.current}`)
+
+    const publisher = yield* transport.publisher(config.proxyFrontend)
+
+    const publishOp = (op: Op) =>
+      Effect.gen(function* () {
+        const post = postOf(op)
+        if (post !== undefined) {
+          const { topic, payload } = publicationOf(post)
+          yield* publisher.publish(topic, payload)
+        }
+        const stamp = yield* stamper.stamp
+        yield* publisher.publish(replicationTopic, encodeEnvelope("replication", { op }, stamp))
+      })
+
+    /** A new local op: next sequence number, a Lamport tick, the adjusted physical time. */
+    const commit = (input: OpInput) =>
+      Effect.gen(function* () {
+        seq += 1
+        const op = { ...input, origin: config.name, seq } as Op
+        yield* store.apply(op)
+        yield* publishOp(op)
+        return op
+      })
+
+    const waitUntil = (known: () => boolean) =>
+      Effect.gen(function* () {
+        const deadline = (yield* Clock.currentTimeMillis) + config.replicationWaitMs
+        while (!known()) {
+          if ((yield* Clock.currentTimeMillis) >= deadline) return false
+          yield* Effect.sleep(Duration.millis(pollMs))
+        }
+        return true
+      })
+
+    const opStamp = Effect.map(stamper.now, (timestamp) => ({ clock: stamper.lamport.tick(), timestamp }))
+
+    const reply = (service: string, data: Record<string, unknown>) => Effect.map(stamper.stamp, (s: Stamp) => encodeEnvelope(service, data, s))
+    const fail = (service: string, description: string) => Effect.map(stamper.stamp, (s: Stamp) => errorReply(service, description, s))
+
+    const handlers: { [S in ClientRequest["service"]]: (req: RequestOf<S>, meta: Meta) => Effect.Effect<Uint8Array, unknown> } = {
+      login: (req, meta) =>
+        Effect.gen(function* () {
+          if (!store.hasUser(req.user)) yield* commit({ kind: "user", user: req.user, id: meta.id, ...(yield* opStamp) })
+          return yield* reply("login", { status: okStatus("login") })
+        }),
+      users: () => reply("users", { status: "OK", users: store.users() }),
+      channel: (req, meta) =>
+        Effect.gen(function* () {
+          const earlier = meta.id === undefined ? undefined : store.opForRequest(meta.id)
+          if (earlier !== undefined) return yield* reply("channel", { status: okStatus("channel") })
+          if (store.hasChannel(req.channel)) return yield* fail("channel", `channel '${req.channel}' already exists`)
+          yield* commit({ kind: "channel", channel: req.channel, id: meta.id, ...(yield* opStamp) })
+          return yield* reply("channel", { status: okStatus("channel") })
+        }),
+      channels: () => reply("channels", { status: "OK", channels: store.channels() }),
+      publish: (req, meta) =>
+        Effect.gen(function* () {
+          const earlier = meta.id === undefined ? undefined : store.opForRequest(meta.id)
+          if (earlier !== undefined) return yield* reply("publish", { status: "OK", cursor: cursorOf(earlier) })
+          if (!(yield* waitUntil(() => store.hasChannel(req.channel)))) return yield* fail("publish", `channel '${req.channel}' does not exist`)
+          const op = yield* commit({ kind: "publish", user: req.user, channel: req.channel, message: req.message, id: meta.id, ...(yield* opStamp) })
+          return yield* reply("publish", { status: "OK", cursor: cursorOf(op) })
+        }),
+      message: (req, meta) =>
+        Effect.gen(function* () {
+          const earlier = meta.id === undefined ? undefined : store.opForRequest(meta.id)
+          if (earlier !== undefined) return yield* reply("message", { status: "OK", cursor: cursorOf(earlier) })
+          if (!(yield* waitUntil(() => store.hasUser(req.dst)))) return yield* fail("message", `user '${req.dst}' does not exist`)
+          const op = yield* commit({ kind: "message", src: req.src, dst: req.dst, message: req.message, id: meta.id, ...(yield* opStamp) })
+          return yield* reply("message", { status: "OK", cursor: cursorOf(op) })
+        }),
+      history: (req) =>
+        Effect.gen(function* () {
+          const page = yield* store.history(req.channel !== undefined ? { ...req, channel: req.channel } : { ...req, user: req.user!, peer: req.peer! })
+          return yield* reply("history", { status: "OK", messages: page.posts, more: page.more })
+        }),
+    }
+
+    const handle = (frame: Uint8Array) =>
+      Effect.gen(function* () {
+        const decoded = decodeRequest(frame)
+        stamper.observe(decoded.meta?.clock)
+        if (!decoded.ok) return yield* fail(decoded.service ?? "error", decoded.description)
+        const req = decoded.value
+        const handler = handlers[req.service] as (r: ClientRequest, m: Meta) => Effect.Effect<Uint8Array, unknown>
+        return yield* handler(req, decoded.meta).pipe(
+          Effect.catchCause((cause) =>
+            Effect.logError(`server ${config.name}: ${req.service} failed`, cause).pipe(Effect.andThen(fail(req.service, "internal error: the request was not applied; retry"))),
+          ),
+        )
+      })
+
+    // Replication: apply other origins' ops. Idempotent, so duplicates are harmless.
+    const subscriber = yield* transport.subscriber(config.proxyBackend, [replicationTopic])
+    yield* awaitSubscription(config, publisher, subscriber, stamper)
+    yield* Effect.forkScoped(
+      supervised(
+        `server ${config.name} replication`,
+        Effect.forever(
+          Effect.gen(function* () {
+            const { payload } = yield* Queue.take(subscriber.messages)
+            const op = replicatedOp(payload)
+            if (op === undefined || op.origin === config.name) return
+            stamper.observe(op.clock)
+            yield* store.apply(op)
+          }),
+        ),
+      ),
+    )
+
+    const replier = yield* transport.replier(config.brokerBackend, "connect")
+    const permits = yield* Semaphore.make(config.concurrentRequestsMax)
+    yield* Effect.logInfo(`server ${config.name}: serving requests from ${config.brokerBackend}`)
+    return yield* supervised(
+      `server ${config.name} requests`,
+      Effect.forever(
+        Effect.gen(function* () {
+          const request = yield* Queue.take(replier.requests)
+          yield* permits.take(1)
+          yield* Effect.forkScoped(handle(request.frame).pipe(Effect.flatMap(request.reply), Effect.ensuring(permits.release(1))))
+        }),
+      ),
+    )
+  })
+
+/** A replication payload from another server, checked before it touches the store. */
+const replicatedOp = (payload: Uint8Array): Op | undefined => {
+  const raw = decode(payload)
+  return raw.ok ? decodeOp((raw.value as { data?: { op?: unknown } } | null)?.data?.op) : undefined
+}
+
+/**
+ * Subscriptions travel to the proxy asynchronously, so a server that served
+ * requests at once would miss the first replication ops of its peers (the
+ * ZeroMQ "slow joiner"). It publishes a probe on the replication topic until
+ * its own subscriber sees it come back through the proxy, for at most
+ * `readyTimeoutMs`.
+ */
+const readyTimeoutMs = 5_000
+const awaitSubscription = (config: ServerConfig, publisher: Publisher, subscriber: Subscriber, stamper: Stamper) =>
+  Effect.gen(function* () {
+    const probe = `${config.name}:${yield* Random.nextIntBetween(0, 2 ** 48, { halfOpen: true })}`
+    const seen = Effect.gen(function* () {
+      for (;;) {
+        const { payload } = yield* Queue.take(subscriber.messages)
+        const raw = decode(payload)
+        if (raw.ok && (raw.value as { data?: { probe?: unknown } } | null)?.data?.probe === probe) return
+      }
+    })
+    const send = Effect.flatMap(stamper.stamp, (s) => publisher.publish(replicationTopic, encodeEnvelope("replication", { probe }, s)))
+    const pinging = Effect.forever(Effect.andThen(send, Effect.sleep(Duration.millis(50))))
+    const ok = yield* Effect.raceFirst(seen.pipe(Effect.as(true)), pinging).pipe(Effect.timeoutOption(Duration.millis(readyTimeoutMs)))
+    if (ok._tag === "None") yield* Effect.logWarning(`server ${config.name}: no echo from the proxy within ${readyTimeoutMs} ms; serving anyway`)
+  })

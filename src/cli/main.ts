@@ -1,0 +1,125 @@
+import { hostname } from "node:os"
+import { join } from "node:path"
+import { Effect, Layer } from "effect"
+import { bot } from "../actors/bot.ts"
+import { defaultClientConfig } from "../actors/client.ts"
+import { broker, proxy } from "../actors/devices.ts"
+import { runMain } from "../actors/runtime.ts"
+import { defaultServerConfig, server } from "../actors/server.ts"
+import { layerLmdb } from "../store/Store.ts"
+import { layerZmq } from "../transport/zmq.ts"
+import { claimDataDir } from "./datadir.ts"
+import { Ports, type Spec, endpoint, int, parse, usage } from "./options.ts"
+
+const common: Spec = {
+  broker: { env: "BROKER_ADDR", default: "127.0.0.1", help: "broker host (clients use port 5555, servers 5556)" },
+  proxy: { env: "PROXY_ADDR", default: "127.0.0.1", help: "proxy host (publishers use port 5557, subscribers 5558)" },
+}
+
+const specs = {
+  broker: { host: { env: "BIND_HOST", default: "127.0.0.1", help: "address to bind 5555 and 5556 on (0.0.0.0 in containers)" } },
+  proxy: { host: { env: "BIND_HOST", default: "127.0.0.1", help: "address to bind 5557 and 5558 on (0.0.0.0 in containers)" } },
+  server: {
+    ...common,
+    name: { env: "SERVER_NAME", help: "unique server name (default: the host name)" },
+    data: { env: "DATA_DIR", help: "this server's own data folder (default ./data/NAME)" },
+    host: { env: "BIND_HOST", default: "127.0.0.1", help: "this server's own address (its peer port 5560 binds here)" },
+  },
+  bot: {
+    ...common,
+    rate: { env: "BOT_RATE", default: "2", help: "posts per second" },
+    "per-channel": { env: "BOT_PER_CHANNEL", default: "10", help: "posts to one channel before picking another" },
+    max: { env: "BOT_MAX", default: "0", help: "stop after this many posts (0: never)" },
+    name: { env: "BOT_NAME", help: "fixed bot name (default: random)" },
+  },
+} satisfies Record<string, Spec>
+
+const help = `bulletin: a distributed message board over ZeroMQ
+
+Usage: bulletin COMMAND [options]     (bulletin COMMAND --help for its options)
+
+Commands:
+  up        start the whole topology locally: broker, proxy, 3 servers, 2 bots
+  client    the interactive client (also reads commands from stdin)
+  broker    ROUTER 5555 / DEALER 5556, round-robin over servers
+  proxy     XSUB 5557 / XPUB 5558 for publications
+  server    a replicated server with its own data folder
+  bot       a bot that posts to random channels forever
+  bench     benchmarks against raw ZeroMQ on this machine
+`
+
+const zmq = layerZmq()
+
+const main = async (argv: ReadonlyArray<string>) => {
+  const [command, ...args] = argv
+  const show = (spec: Spec, summary: string) => {
+    const p = parse(args, spec)
+    if (p.flags.help) {
+      console.log(usage(command!, summary, spec))
+      process.exit(0)
+    }
+    return p
+  }
+  switch (command) {
+    case "broker": {
+      const { values } = show(specs.broker, "the request broker")
+      return runMain(broker({ frontend: endpoint(values.host!, Ports.brokerFrontend), backend: endpoint(values.host!, Ports.brokerBackend) }).pipe(Effect.provide(zmq)))
+    }
+    case "proxy": {
+      const { values } = show(specs.proxy, "the publication proxy")
+      return runMain(proxy({ frontend: endpoint(values.host!, Ports.proxyFrontend), backend: endpoint(values.host!, Ports.proxyBackend) }).pipe(Effect.provide(zmq)))
+    }
+    case "server": {
+      const { values } = show(specs.server, "a server")
+      const name = values.name ?? hostname()
+      const data = values.data ?? join("data", name)
+      claimDataDir(data, name)
+      const config = {
+        ...defaultServerConfig(name),
+        brokerBackend: endpoint(values.broker!, Ports.brokerBackend),
+        proxyFrontend: endpoint(values.proxy!, Ports.proxyFrontend),
+        proxyBackend: endpoint(values.proxy!, Ports.proxyBackend),
+      }
+      return runMain(Effect.scoped(server(config)).pipe(Effect.provide(Layer.mergeAll(zmq, layerLmdb(data)))))
+    }
+    case "bot": {
+      const { values } = show(specs.bot, "a bot")
+      const config = {
+        ...defaultClientConfig,
+        broker: endpoint(values.broker!, Ports.brokerFrontend),
+        proxy: endpoint(values.proxy!, Ports.proxyBackend),
+        messagesPerSecond: int(values.rate, "rate"),
+        messagesPerChannel: int(values["per-channel"], "per-channel", 1),
+        messagesMax: int(values.max, "max"),
+        name: values.name,
+      }
+      return runMain(Effect.scoped(bot(config)).pipe(Effect.provide(zmq)))
+    }
+    case "client": {
+      const { runClientCli } = await import("./client.ts")
+      return runClientCli(args)
+    }
+    case "up": {
+      const { runUp } = await import("./up.ts")
+      return runUp(args)
+    }
+    case "bench": {
+      const { runBench } = await import("../../bench/bench.ts")
+      return runBench(args)
+    }
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      console.log(help)
+      return
+    default:
+      console.error(`bulletin: unknown command '${command}'\n\n${help}`)
+      process.exit(2)
+  }
+}
+
+main(process.argv.slice(2)).catch((e: unknown) => {
+  console.error(`bulletin: ${(e as Error).message ?? String(e)}`)
+  process.exit(2)
+})

@@ -1,0 +1,120 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { resolve } from "node:path"
+import { createInterface } from "node:readline"
+import { fileURLToPath } from "node:url"
+import { type Spec, int, parse, usage } from "./options.ts"
+
+const spec: Spec = {
+  data: { env: "DATA_DIR", default: "data", help: "folder holding one data folder per server" },
+  servers: { default: "3", help: "number of servers" },
+  bots: { default: "2", help: "number of bots" },
+  "bot-rate": { default: "2", help: "posts per second per bot" },
+  host: { default: "127.0.0.1", help: "address of the broker and the proxy" },
+  "server-ip-base": { default: "127.0.1.1", help: "first server's loopback address; the next ones count up" },
+}
+
+export interface RoleSpec {
+  readonly name: string
+  readonly args: ReadonlyArray<string>
+}
+
+const bin = fileURLToPath(new URL("../../bin/bulletin.js", import.meta.url))
+const colours = [36, 33, 35, 32, 34, 91, 92, 93, 94, 95, 96]
+
+const nthAddress = (base: string, n: number) => {
+  const parts = base.split(".").map(Number)
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new Error(`bad address '${base}'`)
+  parts[3] = parts[3]! + n
+  if (parts[3] > 254) throw new Error(`too many servers for base address ${base}`)
+  return parts.join(".")
+}
+
+/** The roles `bulletin up` runs, in start order. */
+export const topology = (o: { data: string; servers: number; bots: number; botRate: number; host: string; serverIpBase: string }): Array<RoleSpec> => {
+  const roles: Array<RoleSpec> = [
+    { name: "broker", args: ["broker", "--host", o.host] },
+    { name: "proxy", args: ["proxy", "--host", o.host] },
+  ]
+  for (let i = 1; i <= o.servers; i++) {
+    const name = `server-${i}`
+    roles.push({ name, args: ["server", "--name", name, "--data", resolve(o.data, name), "--host", nthAddress(o.serverIpBase, i - 1), "--broker", o.host, "--proxy", o.host] })
+  }
+  for (let i = 1; i <= o.bots; i++) roles.push({ name: `bot-${i}`, args: ["bot", "--broker", o.host, "--proxy", o.host, "--rate", String(o.botRate)] })
+  return roles
+}
+
+/**
+ * Runs each role as a child process, prefixes its output with its name, and
+ * restarts it when it dies (back-off doubling to 10 s; reset after 30 s of
+ * good health). SIGINT/SIGTERM stop every child, then exit.
+ */
+export const supervise = (roles: ReadonlyArray<RoleSpec>, onLine: (role: string, line: string) => void = defaultPrinter()) => {
+  let stopping = false
+  const children = new Map<string, ChildProcess>()
+  const start = (role: RoleSpec, colour: number, backoffMs: number) => {
+    if (stopping) return
+    const startedAt = performance.now()
+    const child = spawn(process.execPath, [bin, ...role.args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: "0" } })
+    children.set(role.name, child)
+    for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on("line", (l) => onLine(role.name, l))
+    child.on("exit", (code, signal) => {
+      children.delete(role.name)
+      if (stopping) return
+      const healthy = performance.now() - startedAt > 30_000
+      const next = healthy ? 500 : Math.min(backoffMs * 2, 10_000)
+      onLine(role.name, `exited (${signal ?? code}); restarting in ${next} ms`)
+      setTimeout(() => start(role, colour, next), next).unref()
+    })
+  }
+  roles.forEach((r, i) => start(r, colours[i % colours.length]!, 250))
+  const stop = () =>
+    new Promise<void>((done) => {
+      stopping = true
+      if (children.size === 0) return done()
+      for (const c of children.values()) c.kill("SIGTERM")
+      const force = setTimeout(() => { for (const c of children.values()) c.kill("SIGKILL") }, 5_000)
+      const check = setInterval(() => {
+        if (children.size === 0) {
+          clearTimeout(force)
+          clearInterval(check)
+          done()
+        }
+      }, 50)
+    })
+  return { stop, children }
+}
+
+const defaultPrinter = () => {
+  const colourOf = new Map<string, number>()
+  const tty = process.stdout.isTTY === true
+  return (role: string, line: string) => {
+    if (!colourOf.has(role)) colourOf.set(role, colours[colourOf.size % colours.length]!)
+    const tag = role.padEnd(9)
+    process.stdout.write(tty ? `\x1b[${colourOf.get(role)}m${tag}\x1b[0m| ${line}\n` : `${tag}| ${line}\n`)
+  }
+}
+
+export const runUp = (argv: ReadonlyArray<string>) => {
+  const p = parse(argv, spec)
+  if (p.flags.help) return console.log(usage("up", "the whole topology on this machine", spec))
+  const roles = topology({
+    data: p.values.data!,
+    servers: int(p.values.servers, "servers", 1),
+    bots: int(p.values.bots, "bots"),
+    botRate: int(p.values["bot-rate"], "bot-rate"),
+    host: p.values.host!,
+    serverIpBase: p.values["server-ip-base"]!,
+  })
+  console.log(`bulletin up: ${roles.map((r) => r.name).join(", ")}; data in ${resolve(p.values.data!)}`)
+  console.log(`connect a client with: npx bulletin client --broker ${p.values.host} --proxy ${p.values.host}   (Ctrl-C stops everything)`)
+  const { stop } = supervise(roles)
+  let signalled = false
+  const shutdown = () => {
+    if (signalled) process.exit(130)
+    signalled = true
+    console.log("bulletin up: stopping")
+    void stop().then(() => process.exit(0))
+  }
+  process.on("SIGINT", shutdown)
+  process.on("SIGTERM", shutdown)
+}

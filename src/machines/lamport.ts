@@ -1,0 +1,30 @@
+/**
+ * Lamport's logical clock, as PROTOCOL.md states the rule for every process:
+ * increment before each send and put the value in the message; on receive,
+ * take max(local, received). Pure, no I/O: the same object runs in the actors
+ * and in the simulator.
+ */
+export class LamportClock {
+  #value: number
+
+  constructor(initial = 0) {
+    if (!Number.isSafeInteger(initial) || initial < 0) throw new RangeError(`Lamport clock must start at a non-negative integer, got ${initial}`)
+    this.#value = initial
+  }
+
+  get current(): number {
+    return this.#value
+  }
+
+  /** A local event or a send: the value to stamp on it. */
+  tick(): number {
+    this.#value += 1
+    return this.#value
+  }
+
+  /** A receive. Returns the new local value. Missing or hostile values are ignored. */
+  observe(received: number | undefined): number {
+    if (received !== undefined && Number.isSafeInteger(received) && received > this.#value) this.#value = received
+    return this.#value
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * Every limit of the wire protocol, in one place, each with its unit in its
+ * name. Each one is crossed by a test in test/protocol.
+ */
+export const Limits = {
+  /** A request or publication body larger than this gets an error reply. */
+  frameBytesMax: 64 * 1024,
+  /**
+   * ZeroMQ `maxMessageSize` on every socket that reads from untrusted peers.
+   * Past this ZeroMQ drops the connection itself (no reply is possible), so it
+   * sits well above `frameBytesMax`: everything in between gets a clear error.
+   */
+  transportFrameBytesMax: 4 * 1024 * 1024,
+  /** User and channel names, in Unicode code points. */
+  nameCodePointsMax: 32,
+  /** Text of one channel post or private message, in code points. */
+  messageCodePointsMax: 4000,
+  /** The longest `service` string we bother to echo back in an error. */
+  serviceCharsMax: 32,
+  /** Client request ids (our extension for safe retries). */
+  requestIdCharsMax: 64,
+  historyLimitDefault: 50,
+  historyLimitMax: 500,
+  /** Lamport clocks beyond this are refused: a hostile peer must not be able to push ours to overflow. */
+  clockMax: Number.MAX_SAFE_INTEGER / 2,
+} as const

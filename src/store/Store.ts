@@ -1,0 +1,155 @@
+import { Context, Data, Effect, Layer } from "effect"
+import type { Cursor, Post } from "../protocol/messages.ts"
+import { Limits } from "../protocol/limits.ts"
+import { type Op, postOf } from "../protocol/ops.ts"
+import { type Key, keyHigh, type OrderedKv, openLmdb, openMemory } from "./OrderedKv.ts"
+
+export class StoreError extends Data.TaggedError("StoreError")<{ readonly reason: "Io" | "Closed"; readonly message: string }> {}
+
+export type HistoryQuery =
+  | { readonly channel: string; readonly before?: Cursor; readonly after?: Cursor; readonly limit?: number }
+  | { readonly user: string; readonly peer: string; readonly before?: Cursor; readonly after?: Cursor; readonly limit?: number }
+
+export interface HistoryPage {
+  /** Ascending in the total order (clock, origin, seq). */
+  readonly posts: ReadonlyArray<Post>
+  /** More entries exist beyond this page, in the direction asked. */
+  readonly more: boolean
+}
+
+export interface StoreShape {
+  /** Makes an op durable (with its derived indexes) unless it is already stored. */
+  readonly apply: (op: Op) => Effect.Effect<"applied" | "duplicate", StoreError>
+  readonly hasUser: (name: string) => boolean
+  readonly hasChannel: (name: string) => boolean
+  readonly users: () => ReadonlyArray<string>
+  readonly channels: () => ReadonlyArray<string>
+  /** Highest sequence number stored for an origin (0 for none). */
+  readonly lastSeq: (origin: string) => number
+  /** Highest Lamport clock of any stored op, so a restarted server resumes above it. */
+  readonly maxClock: () => number
+  /** The op a client request id produced, if any. */
+  readonly opForRequest: (id: string) => Op | undefined
+  readonly history: (query: HistoryQuery) => Effect.Effect<HistoryPage, StoreError>
+  readonly opCount: () => number
+}
+
+export class Store extends Context.Service<Store, StoreShape>()("bulletin/Store") {}
+
+const opKey = (origin: string, seq: number): Key => ["op", origin, seq]
+const pairOf = (a: string, b: string): [string, string] => (a < b ? [a, b] : [b, a])
+
+const historyPrefix = (q: HistoryQuery): Key => ("channel" in q ? ["h", "c", q.channel] : ["h", "p", ...pairOf(q.user, q.peer)])
+
+const cursorKey = (c: Cursor): Key => (typeof c === "number" ? [c] : c)
+
+/** The Store over any ordered key-value disk. Loads its in-memory indexes at open. */
+export const makeStore = (kv: OrderedKv): StoreShape => {
+  const users = new Set<string>()
+  const channels = new Set<string>()
+  const heads = new Map<string, number>()
+  let maxClock = 0
+  let opCount = 0
+  // Ops whose batch is still flushing: LMDB reads do not see them yet.
+  const inflight = new Set<string>()
+  const inflightRequests = new Map<string, Op>()
+  for (const { value } of kv.range({ start: ["op"], end: ["op", keyHigh] })) {
+    const op = value as Op
+    opCount += 1
+    heads.set(op.origin, Math.max(heads.get(op.origin) ?? 0, op.seq))
+    maxClock = Math.max(maxClock, op.clock)
+    if (op.kind === "user") users.add(op.user)
+    if (op.kind === "channel") channels.add(op.channel)
+  }
+
+  const apply = (op: Op) =>
+    Effect.suspend(() => {
+      const ref = `${op.origin}\u0000${op.seq}`
+      if (inflight.has(ref) || kv.get(opKey(op.origin, op.seq)) !== undefined) return Effect.succeed("duplicate" as const)
+      inflight.add(ref)
+      if (op.id !== undefined) inflightRequests.set(op.id, op)
+      const entries: Array<readonly [Key, unknown]> = [[opKey(op.origin, op.seq), op]]
+      if (op.id !== undefined) entries.push([["req", op.id], [op.origin, op.seq]])
+      const order = [op.clock, op.origin, op.seq]
+      if (op.kind === "publish") entries.push([["h", "c", op.channel, ...order], postOf(op)])
+      if (op.kind === "message") entries.push([["h", "p", ...pairOf(op.src, op.dst), ...order], postOf(op)])
+      // In memory first, so requests handled while the batch is flushing see
+      // it; the client's reply waits for the flush.
+      heads.set(op.origin, Math.max(heads.get(op.origin) ?? 0, op.seq))
+      maxClock = Math.max(maxClock, op.clock)
+      opCount += 1
+      if (op.kind === "user") users.add(op.user)
+      if (op.kind === "channel") channels.add(op.channel)
+      return Effect.tryPromise({
+        try: () => kv.write(entries),
+        catch: (e) => new StoreError({ reason: "Io", message: `write failed: ${(e as Error).message}` }),
+      }).pipe(Effect.as("applied" as const), Effect.ensuring(Effect.sync(() => {
+        inflight.delete(ref)
+        if (op.id !== undefined) inflightRequests.delete(op.id)
+      })))
+    })
+
+  const history = (q: HistoryQuery) =>
+    Effect.try({
+      try: (): HistoryPage => {
+        const prefix = historyPrefix(q)
+        const limit = Math.min(q.limit ?? Limits.historyLimitDefault, Limits.historyLimitMax)
+        const take = (it: Iterable<{ key: Key; value: unknown }>, skip: Key | undefined) => {
+          const out: Array<Post> = []
+          let more = false
+          for (const { key, value } of it) {
+            if (skip !== undefined && key.length === prefix.length + 3 && cursorEquals(key.slice(prefix.length), skip)) continue
+            if (out.length === limit) { more = true; break }
+            out.push(value as Post)
+          }
+          return { out, more }
+        }
+        if (q.after !== undefined) {
+          const c = cursorKey(q.after)
+          const start = typeof q.after === "number" ? [...prefix, q.after + 1] : [...prefix, ...c]
+          const { out, more } = take(kv.range({ start, end: [...prefix, keyHigh], limit: limit + 2 }), typeof q.after === "number" ? undefined : c)
+          return { posts: out, more }
+        }
+        const start = q.before === undefined ? [...prefix, keyHigh] : [...prefix, ...cursorKey(q.before)]
+        const skip = q.before === undefined || typeof q.before === "number" ? undefined : cursorKey(q.before)
+        const { out, more } = take(kv.range({ start, end: prefix, reverse: true, limit: limit + 2 }), skip)
+        return { posts: out.reverse(), more }
+      },
+      catch: (e) => new StoreError({ reason: "Io", message: `history read failed: ${(e as Error).message}` }),
+    })
+
+  return {
+    apply,
+    hasUser: (n) => users.has(n),
+    hasChannel: (n) => channels.has(n),
+    users: () => [...users].sort(),
+    channels: () => [...channels].sort(),
+    lastSeq: (origin) => heads.get(origin) ?? 0,
+    maxClock: () => maxClock,
+    opForRequest: (id) => {
+      const pending = inflightRequests.get(id)
+      if (pending !== undefined) return pending
+      const ref = kv.get(["req", id]) as [string, number] | undefined
+      return ref === undefined ? undefined : (kv.get(opKey(ref[0], ref[1])) as Op | undefined)
+    },
+    history,
+    opCount: () => opCount,
+  }
+}
+
+const cursorEquals = (a: Key, b: Key) => a.length === b.length && a.every((x, i) => x === b[i])
+
+/** A store in `dir` on disk, closed with its scope. */
+export const layerLmdb = (dir: string) =>
+  Layer.effect(
+    Store,
+    Effect.acquireRelease(
+      Effect.try({
+        try: () => openLmdb(dir),
+        catch: (e) => new StoreError({ reason: "Io", message: `cannot open store at ${dir}: ${(e as Error).message}` }),
+      }),
+      (kv) => Effect.promise(() => kv.close()),
+    ).pipe(Effect.map(makeStore)),
+  )
+
+export const layerMemory = () => Layer.sync(Store, () => makeStore(openMemory()))

@@ -1,0 +1,134 @@
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Effect } from "effect"
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import type { Post } from "../../src/protocol/messages.ts"
+import type { Op } from "../../src/protocol/ops.ts"
+import { openLmdb, openMemory } from "../../src/store/OrderedKv.ts"
+import { makeStore } from "../../src/store/Store.ts"
+
+const run = <A>(e: Effect.Effect<A, unknown>) => Effect.runPromise(e)
+
+const origins = ["s1", "s2", "s3"]
+const channels = ["a", "ab", "b"]
+const users = ["ana", "anabela", "bob"]
+
+/** Ops as several origins would produce them: per-origin sequences, arbitrary clocks. */
+const opsArb = fc
+  .array(
+    fc.record({
+      origin: fc.constantFrom(...origins),
+      clock: fc.integer({ min: 1, max: 50 }),
+      kind: fc.constantFrom("publish", "message"),
+      x: fc.constantFrom(0, 1, 2),
+      y: fc.constantFrom(0, 1, 2),
+    }),
+    { maxLength: 60 },
+  )
+  .map((raw) => {
+    const seqs = new Map<string, number>()
+    return raw.map(({ origin, clock, kind, x, y }): Op => {
+      const seq = (seqs.get(origin) ?? 0) + 1
+      seqs.set(origin, seq)
+      const base = { origin, seq, clock, timestamp: 1_700_000_000_000 + clock }
+      return kind === "publish"
+        ? { ...base, kind, user: users[x]!, channel: channels[y]!, message: `m${origin}${seq}` }
+        : { ...base, kind, src: users[x]!, dst: users[y]!, message: `m${origin}${seq}` }
+    })
+  })
+
+const order = (a: Post, b: Post) => a.clock - b.clock || (a.origin < b.origin ? -1 : a.origin > b.origin ? 1 : 0) || a.seq - b.seq
+
+for (const [name, open] of [["memory", () => openMemory()], ["lmdb", () => openLmdb(mkdtempSync(join(tmpdir(), "bulletin-store-")))]] as const) {
+  describe(`Store over ${name}`, () => {
+    it("history is every matching op once, in (clock, origin, seq) order, and pages cover it exactly", async () => {
+      await fc.assert(
+        fc.asyncProperty(opsArb, fc.integer({ min: 1, max: 7 }), async (ops, limit) => {
+          const store = makeStore(open())
+          for (const op of ops) await run(store.apply(op))
+          for (const op of ops) expect(await run(store.apply(op))).toBe("duplicate")
+          for (const ch of channels) {
+            const expected = ops.filter((o) => o.kind === "publish" && o.channel === ch).map((o) => o.message)
+            const all = await run(store.history({ channel: ch, limit: 500 }))
+            expect([...all.posts].sort(order).map((p) => p.message)).toEqual(all.posts.map((p) => p.message))
+            expect([...all.posts.map((p) => p.message)].sort()).toEqual([...expected].sort())
+            // forward paging with `after` cursors, from the start (clock 0)
+            const forward: Array<string> = []
+            let after: [number, string, number] | number = 0
+            for (let guard = 0; guard < 100; guard++) {
+              const page = await run(store.history({ channel: ch, limit, after }))
+              forward.push(...page.posts.map((p) => p.message))
+              const last = page.posts[page.posts.length - 1]
+              if (!page.more || last === undefined) break
+              after = [last.clock, last.origin, last.seq]
+            }
+            expect(forward).toEqual(all.posts.map((p) => p.message))
+            // no cursor: the latest page
+            const latest = await run(store.history({ channel: ch, limit }))
+            expect(latest.posts.map((p) => p.message)).toEqual(all.posts.slice(-limit).map((p) => p.message))
+            // backward paging with `before` cursors
+            const backward: Array<string> = []
+            let before: [number, string, number] | undefined
+            for (let guard = 0; guard < 100; guard++) {
+              const page = await run(store.history({ channel: ch, limit, ...(before ? { before } : {}) }))
+              backward.unshift(...page.posts.map((p) => p.message))
+              const first = page.posts[0]
+              if (!page.more || first === undefined) break
+              before = [first.clock, first.origin, first.seq]
+            }
+            expect(backward).toEqual(all.posts.map((p) => p.message))
+          }
+          // private conversations are symmetric and exact ("ana" is not "anabela")
+          const conv = await run(store.history({ user: "bob", peer: "ana", limit: 500 }))
+          const expected = ops.filter((o) => o.kind === "message" && [o.src, o.dst].sort().join() === "ana,bob")
+          expect(conv.posts.length).toBe(expected.length)
+          expect((await run(store.history({ user: "ana", peer: "bob", limit: 500 }))).posts).toEqual(conv.posts)
+        }),
+        { numRuns: name === "lmdb" ? 20 : 100 },
+      )
+    })
+
+    it("a clock-only cursor means strictly before / after that clock", async () => {
+      const store = makeStore(open())
+      for (const [i, clock] of [5, 5, 6, 7].entries()) {
+        await run(store.apply({ kind: "publish", origin: "s1", seq: i + 1, clock, timestamp: 0, user: "u", channel: "c", message: `m${i}` }))
+      }
+      expect((await run(store.history({ channel: "c", before: 6 }))).posts.map((p) => p.message)).toEqual(["m0", "m1"])
+      expect((await run(store.history({ channel: "c", after: 5 }))).posts.map((p) => p.message)).toEqual(["m2", "m3"])
+    })
+
+    it("users, channels, heads, clock and request ids", async () => {
+      const store = makeStore(open())
+      await run(store.apply({ kind: "user", origin: "s2", seq: 1, clock: 3, timestamp: 0, user: "ana" }))
+      await run(store.apply({ kind: "channel", origin: "s2", seq: 2, clock: 9, timestamp: 0, channel: "lobby", id: "req-1" }))
+      await run(store.apply({ kind: "user", origin: "s1", seq: 1, clock: 4, timestamp: 0, user: "ana" }))
+      expect(store.users()).toEqual(["ana"])
+      expect(store.channels()).toEqual(["lobby"])
+      expect(store.lastSeq("s2")).toBe(2)
+      expect(store.lastSeq("nobody")).toBe(0)
+      expect(store.maxClock()).toBe(9)
+      expect(store.opForRequest("req-1")).toMatchObject({ kind: "channel", channel: "lobby" })
+      expect(store.opForRequest("req-2")).toBeUndefined()
+    })
+  })
+}
+
+describe("Store on disk", () => {
+  it("reopens with everything that was acknowledged", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bulletin-reopen-"))
+    const kv = openLmdb(dir)
+    const store = makeStore(kv)
+    await run(store.apply({ kind: "channel", origin: "s1", seq: 1, clock: 1, timestamp: 0, channel: "c" }))
+    for (let i = 2; i <= 200; i++) await run(store.apply({ kind: "publish", origin: "s1", seq: i, clock: i, timestamp: 0, user: "u", channel: "c", message: `m${i}`, id: `r${i}` }))
+    await kv.close()
+    const again = makeStore(openLmdb(dir))
+    expect(again.channels()).toEqual(["c"])
+    expect(again.lastSeq("s1")).toBe(200)
+    expect(again.maxClock()).toBe(200)
+    expect(again.opCount()).toBe(200)
+    expect((await run(again.history({ channel: "c", limit: 500 }))).posts).toHaveLength(199)
+    expect(again.opForRequest("r77")).toMatchObject({ seq: 77 })
+  })
+})
