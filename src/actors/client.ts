@@ -52,6 +52,8 @@ export interface BulletinClient {
   readonly stamper: Stamper
 }
 
+const notLoggedIn = (service: string) => Effect.succeed<Reply>({ service, ok: false, error: "log in first (login NAME)", data: {} })
+
 const isOk = (data: Record<string, unknown>) => data.status === "sucesso" || data.status === "OK" || (data.status === undefined && data.description === undefined)
 
 const errorText = (data: Record<string, unknown>) => {
@@ -122,8 +124,8 @@ export const makeClient = (config: ClientConfig): Effect.Effect<BulletinClient, 
       users: () => call("users"),
       channel: (name) => call("channel", { channel: name }),
       channels: () => call("channels"),
-      publish: (channel, message) => call("publish", { user: user ?? "", channel, message }),
-      message: (dst, message) => call("message", { src: user ?? "", dst, message }),
+      publish: (channel, message) => (user === undefined ? notLoggedIn("publish") : call("publish", { user, channel, message })),
+      message: (dst, message) => (user === undefined ? notLoggedIn("message") : call("message", { src: user, dst, message })),
       history: (query) => call("history", query),
       publications,
       subscribe: subscriber.subscribe,

@@ -12,7 +12,23 @@ const packr = new Packr({
   encodeUndefinedAsNil: false,
 })
 
-export const encode = (value: unknown): Uint8Array => packr.pack(value)
+/**
+ * msgpackr writes integers beyond 32 bits (epoch milliseconds, for one) as
+ * float64; other peers would read `timestamp` as a float. As BigInt they go
+ * out as MessagePack int64.
+ */
+const toWire = (v: unknown): unknown => {
+  if (typeof v === "number") return Number.isSafeInteger(v) && (v > 0xffffffff || v < -0x80000000) ? BigInt(v) : v
+  if (Array.isArray(v)) return v.map(toWire)
+  if (v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    const out: Record<string, unknown> = {}
+    for (const [k, x] of Object.entries(v)) out[k] = toWire(x)
+    return out
+  }
+  return v
+}
+
+export const encode = (value: unknown): Uint8Array => packr.pack(toWire(value))
 
 export type DecodeResult = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: string }
 

@@ -132,3 +132,16 @@ describe("replies and publications", () => {
     )
   })
 })
+
+describe("codec", () => {
+  it("writes integer epoch milliseconds as MessagePack integers, not floats", () => {
+    // The byte after key "t" (0xa1 0x74) is the value's type: 0xcf uint64, 0xd3 int64, 0xcb float64.
+    const typeOf = (v: number) => { const b = [...encode({ t: v })]; return b[b.indexOf(0x74) + 1] }
+    expect([0xcf, 0xd3]).toContain(typeOf(1_795_524_525_912))
+    expect([0xcf, 0xd3]).toContain(typeOf(-5_000_000_000))
+    expect(typeOf(1.5)).toBe(0xcb)
+    const bytes = encode({ t: 1_795_524_525_912, small: 5, neg: -5_000_000_000, f: 1.5 })
+    const back = decode(bytes)
+    expect(back.ok && back.value).toEqual({ t: 1_795_524_525_912, small: 5, neg: -5_000_000_000, f: 1.5 })
+  })
+})

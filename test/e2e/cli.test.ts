@@ -1,0 +1,65 @@
+import { join } from "node:path"
+import { afterAll, describe, expect, it } from "vitest"
+import { spawnBulletin, stopAll, tempDir } from "../support/procs.ts"
+
+afterAll(stopAll)
+
+const jsonLines = (lines: ReadonlyArray<string>) => lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>)
+
+describe("bulletin up", () => {
+  it("starts the topology with bots visibly posting, serves a scripted client, and stops cleanly on SIGINT", async () => {
+    const host = "127.81.3.1"
+    const data = tempDir("up")
+    const up = spawnBulletin("up", ["up", "--data", data, "--host", host, "--server-ip-base", "127.81.3.11", "--bot-rate", "20"])
+    await up.waitFor(/server-3 +\|.*serving requests/, 30_000)
+    await up.waitFor(/bot-\d +\|.*logged in/, 30_000)
+
+    // The scripted client: commands on stdin, JSON lines out.
+    const client = spawnBulletin(
+      "client",
+      ["client", "--json", "--broker", host, "--proxy", host, "--user", "watcher", "--linger", "3000"],
+      { stdin: ["channels", "subscribe general", "sleep 500", "channel watchers", "publish watchers first!", "message watcher note to self", "history watchers", ""].join("\n") },
+    )
+    expect(await client.exited).toBe(0)
+    const out = jsonLines(client.lines)
+    const replies = out.filter((o) => o.type === "reply")
+    expect(replies.map((r) => [r.command, r.ok])).toEqual([
+      ["login", true],
+      ["channels", true],
+      ["channel", true],
+      ["publish", true],
+      ["message", true],
+      ["history", true],
+    ])
+    expect((replies[1]!.data as { channels: Array<string> }).channels).toContain("general")
+    const botPosts = out.filter((o) => o.type === "publish" && o.channel === "general")
+    expect(botPosts.length, "bot posts seen live on #general").toBeGreaterThan(5)
+    expect(out.some((o) => o.type === "message" && o.message === "note to self")).toBe(true)
+    expect((replies[5]!.data as { messages: Array<{ message: string }> }).messages.map((m) => m.message)).toEqual(["first!"])
+
+    up.child.kill("SIGINT")
+    expect(await up.exited).toBe(0)
+    expect(up.lines.filter((l) => /SIGTERM: shutting down/.test(l)).length).toBe(7)
+  })
+
+  it("refuses a data folder that belongs to another server", async () => {
+    const data = join(tempDir("owner"), "s")
+    const a = spawnBulletin("a", ["server", "--name", "alpha", "--data", data, "--broker", "127.81.4.1", "--proxy", "127.81.4.1"])
+    await a.waitFor(/ops on disk/)
+    const b = spawnBulletin("b", ["server", "--name", "beta", "--data", data, "--broker", "127.81.4.1", "--proxy", "127.81.4.1"])
+    expect(await b.exited).toBe(2)
+    expect(b.lines.join("\n")).toContain("belongs to server 'alpha'")
+    const a2 = spawnBulletin("a2", ["server", "--name", "alpha", "--data", data, "--broker", "127.81.4.1", "--proxy", "127.81.4.1"])
+    expect(await a2.exited).toBe(2)
+    expect(a2.lines.join("\n")).toContain("in use by pid")
+    await a.stop()
+  })
+
+  it("prints help and rejects unknown commands", async () => {
+    const h = spawnBulletin("help", ["--help"])
+    expect(await h.exited).toBe(0)
+    expect(h.lines.join("\n")).toContain("Commands:")
+    const u = spawnBulletin("bad", ["frobnicate"])
+    expect(await u.exited).toBe(2)
+  })
+})

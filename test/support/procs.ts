@@ -1,0 +1,106 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import { createInterface } from "node:readline"
+
+export const bin = resolve(import.meta.dirname, "../../bin/bulletin.js")
+
+export interface Proc {
+  readonly name: string
+  readonly child: ChildProcess
+  readonly lines: Array<string>
+  readonly waitFor: (pattern: RegExp, timeoutMs?: number) => Promise<string>
+  readonly exited: Promise<number | null>
+  readonly stop: (signal?: NodeJS.Signals) => Promise<number | null>
+}
+
+const live = new Set<Proc>()
+
+/** Runs `bulletin ARGS` as a child process, collecting its output lines. */
+export const spawnBulletin = (name: string, args: ReadonlyArray<string>, options: { stdin?: string; env?: Record<string, string> } = {}): Proc => {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...options.env } })
+  const lines: Array<string> = []
+  const waiters = new Set<() => void>()
+  for (const s of [child.stdout!, child.stderr!]) {
+    createInterface({ input: s }).on("line", (l) => {
+      lines.push(l)
+      if (process.env.BULLETIN_TEST_VERBOSE) console.log(`${name} | ${l}`)
+      for (const w of waiters) w()
+    })
+  }
+  if (options.stdin !== undefined) child.stdin!.end(options.stdin)
+  const exited = new Promise<number | null>((done) => child.on("exit", (code, signal) => done(code ?? (signal === null ? null : 128))))
+  const waitFor = (pattern: RegExp, timeoutMs = 20_000) =>
+    new Promise<string>((done, fail) => {
+      const check = () => {
+        const hit = lines.find((l) => pattern.test(l))
+        if (hit === undefined) return false
+        waiters.delete(check)
+        clearTimeout(timer)
+        done(hit)
+        return true
+      }
+      const timer = setTimeout(() => {
+        waiters.delete(check)
+        fail(new Error(`${name}: no line matching ${pattern} within ${timeoutMs} ms; output:\n${lines.slice(-30).join("\n")}`))
+      }, timeoutMs)
+      if (!check()) waiters.add(check)
+    })
+  const proc: Proc = {
+    name,
+    child,
+    lines,
+    waitFor,
+    exited,
+    stop: async (signal = "SIGTERM") => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      const t = setTimeout(() => child.kill("SIGKILL"), 10_000)
+      const code = await exited
+      clearTimeout(t)
+      live.delete(proc)
+      return code
+    },
+  }
+  live.add(proc)
+  void exited.then(() => live.delete(proc))
+  return proc
+}
+
+export const stopAll = async () => {
+  await Promise.all([...live].map((p) => p.stop()))
+}
+
+export const tempDir = (prefix: string) => mkdtempSync(join(tmpdir(), `bulletin-${prefix}-`))
+
+export interface Cluster {
+  readonly host: string
+  readonly broker: Proc
+  readonly proxy: Proc
+  readonly servers: Array<Proc>
+  readonly dataRoot: string
+  readonly brokerFrontend: string
+  readonly proxyBackend: string
+  readonly startServer: (i: number) => Promise<Proc>
+}
+
+/**
+ * Broker, proxy and N servers on `host` (each test file its own loopback
+ * address, so the standard ports never collide), each server ready to serve.
+ */
+export const startCluster = async (host: string, serverCount = 3): Promise<Cluster> => {
+  const dataRoot = tempDir("cluster")
+  const broker = spawnBulletin("broker", ["broker", "--host", host])
+  const proxy = spawnBulletin("proxy", ["proxy", "--host", host])
+  await Promise.all([broker.waitFor(/broker: tcp/), proxy.waitFor(/proxy: tcp/)])
+  const servers: Array<Proc> = []
+  const startServer = async (i: number) => {
+    const name = `server-${i}`
+    const p = spawnBulletin(name, ["server", "--name", name, "--data", join(dataRoot, name), "--broker", host, "--proxy", host])
+    servers[i - 1] = p
+    await p.waitFor(/serving requests/)
+    return p
+  }
+  await Promise.all(Array.from({ length: serverCount }, (_, i) => startServer(i + 1)))
+  return { host, broker, proxy, servers, dataRoot, brokerFrontend: `tcp://${host}:5555`, proxyBackend: `tcp://${host}:5558`, startServer }
+}
