@@ -1,1 +1,179 @@
-export const runBench = async (_: ReadonlyArray<string>) => { console.log("todo") }
+/**
+ * `npm run bench`: bulletin's end-to-end figures next to raw ZeroMQ measured
+ * in the same run, on the same machine, through the same broker and proxy
+ * processes. The raw server (bench/raw-echo.mjs) forwards each request to the
+ * proxy and echoes it: the physical limit of the path. Each figure is the
+ * median of `--runs` runs; compare the ratios, not the absolute numbers.
+ */
+import { spawn } from "node:child_process"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import * as zmq from "zeromq"
+import { decode, encode } from "../src/protocol/codec.ts"
+import { parse, usage, type Spec } from "../src/cli/options.ts"
+
+const spec: Spec = {
+  host: { default: "127.83.0.1", help: "loopback address for the benchmark's broker and proxy" },
+  runs: { default: "3", help: "runs per figure (the median is printed)" },
+  requests: { default: "2000", help: "sequential round trips per run" },
+  clients: { default: "16", help: "concurrent clients in the throughput runs" },
+  "per-client": { default: "500", help: "requests per client in the throughput runs" },
+  servers: { default: "3", help: "bulletin servers" },
+}
+
+const root = resolve(import.meta.dirname, "..")
+const bin = join(root, "bin/bulletin.js")
+
+type Child = ReturnType<typeof spawn>
+const children: Array<Child> = []
+const start = (args: Array<string>, ready: RegExp) =>
+  new Promise<Child>((done, fail) => {
+    const c = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
+    children.push(c)
+    let out = ""
+    const t = setTimeout(() => fail(new Error(`${args.join(" ")} not ready:\n${out}`)), 30_000)
+    const on = (b: Buffer) => {
+      out += b.toString()
+      if (ready.test(out)) { clearTimeout(t); done(c) }
+    }
+    c.stdout!.on("data", on)
+    c.stderr!.on("data", on)
+  })
+const stopAll = async () => {
+  await Promise.all(children.splice(0).map((c) => new Promise<void>((done) => { if (c.exitCode !== null) return done(); c.on("exit", () => done()); c.kill("SIGTERM") })))
+}
+
+const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+const percentile = (xs: Array<number>, p: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! }
+
+interface Target {
+  readonly name: string
+  /** The request frame for the i-th request of a client; it carries its send time. */
+  readonly frame: (client: number, i: number, sentAt: number) => Uint8Array
+  /** The send time a publication carries, or undefined if it is not one of ours. */
+  readonly sentAtOf: (payload: Uint8Array) => number | undefined
+}
+
+const sentAtFromText = (payload: Uint8Array) => {
+  const d = decode(payload)
+  if (!d.ok) return undefined
+  const m = (d.value as { data?: { message?: string } }).data?.message
+  const at = m === undefined ? NaN : Number(m.split(" ")[1])
+  return Number.isFinite(at) ? at : undefined
+}
+
+const request = (client: number, i: number, sentAt: number) =>
+  encode({ service: "publish", data: { user: `bench${client}`, channel: "bench", message: `b ${sentAt} ${client}-${i}`, timestamp: Date.now(), clock: i } })
+
+const readRequest = encode({ service: "channels", data: { timestamp: 0, clock: 1 } })
+
+async function sequential(brokerAt: string, target: Target, n: number, readOnly = false) {
+  const sock = new zmq.Request({ linger: 0, receiveTimeout: 5_000 })
+  sock.connect(brokerAt)
+  const t0 = performance.now()
+  for (let i = 0; i < n; i++) {
+    await sock.send(readOnly ? readRequest : target.frame(0, i, performance.now()))
+    await sock.receive()
+  }
+  const s = (performance.now() - t0) / 1000
+  sock.close()
+  return n / s
+}
+
+async function concurrent(brokerAt: string, proxyAt: string, target: Target, clients: number, perClient: number) {
+  const sub = new zmq.Subscriber({ linger: 0, receiveHighWaterMark: 1_000_000 })
+  sub.connect(proxyAt)
+  sub.subscribe("bench")
+  await new Promise((r) => setTimeout(r, 300))
+  const latencies: Array<number> = []
+  let received = 0
+  let lastAt = 0
+  const expected = clients * perClient
+  const reading = (async () => {
+    for await (const [, payload] of sub) {
+      const at = target.sentAtOf(payload!)
+      if (at === undefined) continue
+      lastAt = performance.now()
+      latencies.push(lastAt - at)
+      if (++received >= expected) return
+    }
+  })()
+  const t0 = performance.now()
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      const sock = new zmq.Request({ linger: 0, receiveTimeout: 10_000 })
+      sock.connect(brokerAt)
+      for (let i = 0; i < perClient; i++) {
+        await sock.send(target.frame(c, i, performance.now()))
+        await sock.receive()
+      }
+      sock.close()
+    }),
+  )
+  const requestSeconds = (performance.now() - t0) / 1000
+  await Promise.race([reading, new Promise((r) => setTimeout(r, 5_000))])
+  sub.close()
+  return {
+    roundTripsPerSecond: expected / requestSeconds,
+    deliveredPerSecond: received / ((lastAt - t0) / 1000),
+    lost: expected - received,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  }
+}
+
+export const runBench = async (argv: ReadonlyArray<string>) => {
+  const p = parse(argv, spec)
+  if (p.flags.help) return console.log(usage("bench", "benchmarks against raw ZeroMQ", spec))
+  const host = p.values.host!
+  const runs = Number(p.values.runs)
+  const n = Number(p.values.requests)
+  const clients = Number(p.values.clients)
+  const perClient = Number(p.values["per-client"])
+  const brokerAt = `tcp://${host}:5555`
+  const proxyAt = `tcp://${host}:5558`
+  const results: Record<string, Array<Record<string, number>>> = { raw: [], bulletin: [] }
+  try {
+    await start([bin, "broker", "--host", host], /broker: tcp/)
+    await start([bin, "proxy", "--host", host], /proxy: tcp/)
+
+    // Raw ZeroMQ: the echo server alone behind the broker.
+    const raw = await start([join(root, "bench/raw-echo.mjs"), `tcp://${host}:5556`, `tcp://${host}:5557`], /raw echo ready/)
+    const rawTarget: Target = { name: "raw", frame: request, sentAtOf: sentAtFromText }
+    for (let r = 0; r < runs; r++) results.raw!.push({ reads: await sequential(brokerAt, rawTarget, n, true), sequential: await sequential(brokerAt, rawTarget, n), ...(await concurrent(brokerAt, proxyAt, rawTarget, clients, perClient)) })
+    raw.kill("SIGTERM")
+    await new Promise((r) => setTimeout(r, 300))
+
+    // bulletin: its servers behind the same broker and proxy.
+    const data = mkdtempSync(join(tmpdir(), "bulletin-bench-"))
+    const servers = Number(p.values.servers)
+    await Promise.all(Array.from({ length: servers }, (_, i) => start([bin, "server", "--name", `bench-${i + 1}`, "--data", join(data, `s${i + 1}`), "--broker", host, "--proxy", host], /serving requests/)))
+    const setup = new zmq.Request({ linger: 0, receiveTimeout: 5_000 })
+    setup.connect(brokerAt)
+    for (const v of [{ service: "channel", data: { channel: "bench" } }]) { await setup.send(encode(v)); await setup.receive() }
+    setup.close()
+    await new Promise((r) => setTimeout(r, 500))
+    const bulletinTarget: Target = { name: "bulletin", frame: request, sentAtOf: sentAtFromText }
+    for (let r = 0; r < runs; r++) results.bulletin!.push({ reads: await sequential(brokerAt, bulletinTarget, n, true), sequential: await sequential(brokerAt, bulletinTarget, n), ...(await concurrent(brokerAt, proxyAt, bulletinTarget, clients, perClient)) })
+  } finally {
+    await stopAll()
+  }
+
+  const row = (label: string, key: string, digits: number, higherIsBetter: boolean) => {
+    const r = median(results.raw!.map((x) => x[key]!))
+    const b = median(results.bulletin!.map((x) => x[key]!))
+    const ratio = higherIsBetter ? b / r : r / b
+    return `${label.padEnd(44)}${r.toFixed(digits).padStart(12)}${b.toFixed(digits).padStart(12)}${ratio.toFixed(2).padStart(9)}`
+  }
+  console.log(`\nbulletin bench: ${runs} runs each, medians; ${clients} clients x ${perClient} publish requests; ${p.values.servers} servers (durable writes, replication)`)
+  console.log(`${"".padEnd(44)}${"raw ZeroMQ".padStart(12)}${"bulletin".padStart(12)}${"ratio".padStart(9)}`)
+  console.log(row("read (channels), 1 client (round trips/s)", "reads", 0, true))
+  console.log(row("durable publish, 1 client (round trips/s)", "sequential", 0, true))
+  console.log(row(`durable publish, ${clients} clients (round trips/s)`, "roundTripsPerSecond", 0, true))
+  console.log(row("publish -> subscriber (deliveries/s)", "deliveredPerSecond", 0, true))
+  console.log(row("publish -> subscriber latency p50 (ms)", "p50", 2, false))
+  console.log(row("publish -> subscriber latency p99 (ms)", "p99", 2, false))
+  console.log(`lost publications (all runs): raw ${results.raw!.reduce((a, x) => a + x.lost!, 0)}, bulletin ${results.bulletin!.reduce((a, x) => a + x.lost!, 0)}`)
+  console.log("ratio: bulletin / raw for rates, raw / bulletin for latencies (1.00 = the physical limit)")
+}

@@ -55,6 +55,7 @@ export const defaultServerConfig = (name: string): ServerConfig => ({
 export const replicationTopic = "replication"
 
 const pollMs = 10
+const replicationBatchMax = 1_024
 
 /** The server role: client services over the broker, publications and replication over the proxy. */
 export const server = (config: ServerConfig) =>
@@ -164,11 +165,16 @@ export const server = (config: ServerConfig) =>
         `server ${config.name} replication`,
         Effect.forever(
           Effect.gen(function* () {
-            const { payload } = yield* Queue.take(subscriber.messages)
-            const op = replicatedOp(payload)
-            if (op === undefined || op.origin === config.name) return
-            stamper.observe(op.clock)
-            yield* store.apply(op)
+            // Everything that has arrived goes to disk in one batch (one fsync).
+            const batch = yield* Queue.takeBetween(subscriber.messages, 1, replicationBatchMax)
+            const ops: Array<Op> = []
+            for (const { payload } of batch) {
+              const op = replicatedOp(payload)
+              if (op === undefined || op.origin === config.name) continue
+              stamper.observe(op.clock)
+              ops.push(op)
+            }
+            yield* Effect.all(ops.map(store.apply), { concurrency: "unbounded", discard: true })
           }),
         ),
       ),

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest"
 import type { Post } from "../../src/protocol/messages.ts"
 import type { Op } from "../../src/protocol/ops.ts"
 import { openLmdb, openMemory } from "../../src/store/OrderedKv.ts"
-import { makeStore } from "../../src/store/Store.ts"
+import { type HistoryPage, makeStore } from "../../src/store/Store.ts"
 
 const run = <A>(e: Effect.Effect<A, unknown>) => Effect.runPromise(e)
 
@@ -50,7 +50,7 @@ for (const [name, open] of [["memory", () => openMemory()], ["lmdb", () => openL
           for (const op of ops) await run(store.apply(op))
           for (const op of ops) expect(await run(store.apply(op))).toBe("duplicate")
           for (const ch of channels) {
-            const expected = ops.filter((o) => o.kind === "publish" && o.channel === ch).map((o) => o.message)
+            const expected = ops.flatMap((o) => (o.kind === "publish" && o.channel === ch ? [o.message] : []))
             const all = await run(store.history({ channel: ch, limit: 500 }))
             expect([...all.posts].sort(order).map((p) => p.message)).toEqual(all.posts.map((p) => p.message))
             expect([...all.posts.map((p) => p.message)].sort()).toEqual([...expected].sort())
@@ -58,9 +58,9 @@ for (const [name, open] of [["memory", () => openMemory()], ["lmdb", () => openL
             const forward: Array<string> = []
             let after: [number, string, number] | number = 0
             for (let guard = 0; guard < 100; guard++) {
-              const page = await run(store.history({ channel: ch, limit, after }))
+              const page: HistoryPage = await run(store.history({ channel: ch, limit, after }))
               forward.push(...page.posts.map((p) => p.message))
-              const last = page.posts[page.posts.length - 1]
+              const last: Post | undefined = page.posts[page.posts.length - 1]
               if (!page.more || last === undefined) break
               after = [last.clock, last.origin, last.seq]
             }

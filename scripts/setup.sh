@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything bulletin and its tests need, on a fresh Debian machine
+# with Node 20: npm packages from the lock file, and Debian's python3-zmq and
+# python3-msgpack for the independent Python client the tests run. Idempotent:
+# a second run installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! /usr/bin/python3 -c 'import zmq, msgpack' 2>/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3-zmq python3-msgpack >/dev/null
+  else
+    echo "setup: python3-zmq and python3-msgpack are missing; install them with: sudo apt-get install python3-zmq python3-msgpack" >&2
+    exit 1
+  fi
+fi
+
+# npm ci only when node_modules was not installed from this very lock file.
+stamp=node_modules/.bulletin-lock.sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+fi
