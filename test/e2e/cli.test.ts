@@ -18,7 +18,7 @@ describe("bulletin up", () => {
     const client = spawnBulletin(
       "client",
       ["client", "--json", "--broker", host, "--proxy", host, "--user", "watcher", "--linger", "3000"],
-      { stdin: ["channels", "subscribe general", "sleep 500", "channel watchers", "publish watchers first!", "message watcher note to self", "history watchers", ""].join("\n") },
+      { stdin: ["subscribe general", "sleep 2000", "channels", "channel watchers", "publish watchers first!", "message watcher note to self", "history watchers", ""].join("\n") },
     )
     expect(await client.exited).toBe(0)
     const out = jsonLines(client.lines)
