@@ -16,7 +16,13 @@ const spec: Spec = {
 export interface RoleSpec {
   readonly name: string
   readonly args: ReadonlyArray<string>
+  /** A log line that says the role is ready; roles of later phases start once every role before them is ready. */
+  readonly ready?: RegExp
+  /** Start order: every role of phase n is ready (or `readyTimeoutMs` passed) before phase n+1 starts. */
+  readonly phase: number
 }
+
+const readyTimeoutMs = 30_000
 
 const bin = fileURLToPath(new URL("../../bin/bulletin.js", import.meta.url))
 const colours = [36, 33, 35, 32, 34, 91, 92, 93, 94, 95, 96]
@@ -32,14 +38,16 @@ const nthAddress = (base: string, n: number) => {
 /** The roles `bulletin up` runs, in start order. */
 export const topology = (o: { data: string; servers: number; bots: number; botRate: number; host: string; serverIpBase: string }): Array<RoleSpec> => {
   const roles: Array<RoleSpec> = [
-    { name: "broker", args: ["broker", "--host", o.host] },
-    { name: "proxy", args: ["proxy", "--host", o.host] },
+    { name: "broker", args: ["broker", "--host", o.host], ready: /broker: tcp/, phase: 0 },
+    { name: "proxy", args: ["proxy", "--host", o.host], ready: /proxy: tcp/, phase: 0 },
   ]
   for (let i = 1; i <= o.servers; i++) {
     const name = `server-${i}`
-    roles.push({ name, args: ["server", "--name", name, "--data", resolve(o.data, name), "--host", nthAddress(o.serverIpBase, i - 1), "--broker", o.host, "--proxy", o.host] })
+    // Bots wait for every server: until replication catches up missed ops, a
+    // server that started after the first writes would not have them.
+    roles.push({ name, args: ["server", "--name", name, "--data", resolve(o.data, name), "--host", nthAddress(o.serverIpBase, i - 1), "--broker", o.host, "--proxy", o.host], ready: /serving requests/, phase: 1 })
   }
-  for (let i = 1; i <= o.bots; i++) roles.push({ name: `bot-${i}`, args: ["bot", "--broker", o.host, "--proxy", o.host, "--rate", String(o.botRate)] })
+  for (let i = 1; i <= o.bots; i++) roles.push({ name: `bot-${i}`, args: ["bot", "--broker", o.host, "--proxy", o.host, "--rate", String(o.botRate)], phase: 2 })
   return roles
 }
 
@@ -51,12 +59,18 @@ export const topology = (o: { data: string; servers: number; bots: number; botRa
 export const supervise = (roles: ReadonlyArray<RoleSpec>, onLine: (role: string, line: string) => void = defaultPrinter()) => {
   let stopping = false
   const children = new Map<string, ChildProcess>()
+  const readyWaiters = new Map<string, () => void>()
   const start = (role: RoleSpec, colour: number, backoffMs: number) => {
     if (stopping) return
     const startedAt = performance.now()
     const child = spawn(process.execPath, [bin, ...role.args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: "0" } })
     children.set(role.name, child)
-    for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on("line", (l) => onLine(role.name, l))
+    for (const stream of [child.stdout!, child.stderr!]) {
+      createInterface({ input: stream }).on("line", (l) => {
+        if (role.ready?.test(l)) readyWaiters.get(role.name)?.()
+        onLine(role.name, l)
+      })
+    }
     child.on("exit", (code, signal) => {
       children.delete(role.name)
       if (stopping) return
@@ -66,7 +80,29 @@ export const supervise = (roles: ReadonlyArray<RoleSpec>, onLine: (role: string,
       setTimeout(() => start(role, colour, next), next).unref()
     })
   }
-  roles.forEach((r, i) => start(r, colours[i % colours.length]!, 250))
+  const ready = (role: RoleSpec) =>
+    role.ready === undefined
+      ? Promise.resolve()
+      : new Promise<void>((done) => {
+          const t = setTimeout(() => {
+            onLine(role.name, `not ready after ${readyTimeoutMs} ms; starting the next roles anyway`)
+            done()
+          }, readyTimeoutMs)
+          readyWaiters.set(role.name, () => {
+            clearTimeout(t)
+            readyWaiters.delete(role.name)
+            done()
+          })
+        })
+  const phases = [...new Set(roles.map((r) => r.phase))].sort((a, b) => a - b)
+  void (async () => {
+    for (const phase of phases) {
+      const these = roles.filter((r) => r.phase === phase)
+      const waits = these.map(ready)
+      for (const r of these) start(r, colours[roles.indexOf(r) % colours.length]!, 250)
+      await Promise.all(waits)
+    }
+  })()
   const stop = () =>
     new Promise<void>((done) => {
       stopping = true
