@@ -1,4 +1,4 @@
-import { Cause, Clock, Duration, Effect, Exit, Fiber, Schedule } from "effect"
+import { Cause, Clock, Data, Duration, Effect, Exit, Fiber, Schedule } from "effect"
 import { LamportClock } from "../machines/lamport.ts"
 import type { Stamp } from "../protocol/messages.ts"
 
@@ -12,13 +12,20 @@ export interface RestartPolicy {
 
 export const defaultRestartPolicy: RestartPolicy = { restartBackoffMs: 100, restartBackoffMaxMs: 5_000, restartsMax: 20 }
 
+/** A supervised loop's failure or defect, kept whole for the log. */
+export class LoopFailed extends Data.TaggedError("LoopFailed")<{ readonly name: string; readonly cause: Cause.Cause<unknown> }> {}
+
 /**
- * Runs a loop that should run forever; when it fails it is logged and
- * restarted with a bounded exponential back-off. Interruption is not a failure.
+ * Runs a loop that should run forever; when it fails, or dies of a defect (a
+ * thrown exception), it is logged and restarted with a bounded exponential
+ * back-off. Interruption is not a failure and is never restarted. After
+ * `restartsMax` restarts in a row the role fails, and the process exits for
+ * its own supervisor (bulletin up, compose) to restart.
  */
 export const supervised = <A, E, R>(name: string, loop: Effect.Effect<A, E, R>, policy: RestartPolicy = defaultRestartPolicy) =>
   loop.pipe(
-    Effect.tapCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError(`${name} failed, restarting`, Cause.pretty(cause)))),
+    Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.fail(new LoopFailed({ name, cause })))),
+    Effect.tapError((e) => Effect.logError(`${name} failed, restarting`, Cause.pretty(e.cause))),
     Effect.retry({
       times: policy.restartsMax,
       schedule: Schedule.exponential(Duration.millis(policy.restartBackoffMs)).pipe(

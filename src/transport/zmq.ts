@@ -126,11 +126,13 @@ const publisher = (limits: TransportLimits) => (endpoint: string) =>
   Effect.gen(function* () {
     const socket = yield* scopedSocket(() => new zmq.Publisher({ linger: 500, noDrop: true, sendHighWaterMark: limits.highWaterMarkMessages }))
     yield* connect(socket, endpoint)
-    const queue = yield* Queue.bounded<Publication>(limits.sendQueueMessages)
+    // Publishing never blocks the caller: when the way to the proxy stays
+    // full (or the proxy is down) the queue fills and new publications are
+    // dropped and counted. The durable history, not the live feed, is the record.
+    const queue = yield* Queue.dropping<Publication>(limits.sendQueueMessages)
     let dropped = 0
-    // With noDrop a full pipe rejects with EAGAIN instead of silently dropping;
-    // we retry for publishRetryMs, then drop and count (the durable history,
-    // not the live feed, is the record).
+    // With noDrop a full pipe rejects with EAGAIN instead of silently
+    // dropping; we retry for publishRetryMs, then drop and count.
     const sendOne = (p: Publication) =>
       Effect.tryPromise({ try: () => socket.send([p.topic, p.payload]), catch: ioError(`publish on ${endpoint}`) }).pipe(
         Effect.retry({ while: (e) => e.reason === "Timeout", schedule: retrySchedule(limits.publishRetryMs) }),
@@ -138,7 +140,8 @@ const publisher = (limits: TransportLimits) => (endpoint: string) =>
       )
     yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(queue), sendOne)))
     return {
-      publish: (topic: string, payload: Uint8Array) => Queue.offer(queue, { topic, payload }).pipe(Effect.asVoid),
+      publish: (topic: string, payload: Uint8Array) =>
+        Effect.map(Queue.offer(queue, { topic, payload }), (accepted) => { if (!accepted) dropped += 1 }),
       dropped: () => dropped,
     } satisfies Publisher
   })
