@@ -35,8 +35,7 @@ export const bot = (config: BotConfig) =>
       const channels = Array.isArray(listed.data.channels) ? (listed.data.channels as Array<unknown>).filter((c): c is string => typeof c === "string") : []
       if (channels.length > 0) return channels[yield* Random.nextIntBetween(0, channels.length, { halfOpen: true })]!
       const created = yield* client.channel("general")
-      // Another bot may have created it first: either way it exists now.
-      if (!created.ok) yield* Effect.logInfo(`bot ${name}: ${created.error}`)
+      if (!created.ok) yield* Effect.logWarning(`bot ${name}: cannot create general: ${created.error}`)
       return "general"
     })
 

@@ -113,11 +113,14 @@ export const server = (config: ServerConfig) =>
       users: () => reply("users", { status: "OK", users: store.users() }),
       channel: (req, meta) =>
         Effect.gen(function* () {
+          // Idempotent: channels are a grow-only set replicated by union, so two
+          // servers may both create the same name; the answer must not depend
+          // on which one the broker picked. `created` says whether this call did.
           const earlier = meta.id === undefined ? undefined : store.opForRequest(meta.id)
-          if (earlier !== undefined) return yield* reply("channel", { status: okStatus("channel") })
-          if (store.hasChannel(req.channel)) return yield* fail("channel", `channel '${req.channel}' already exists`)
+          if (earlier !== undefined) return yield* reply("channel", { status: okStatus("channel"), created: true })
+          if (store.hasChannel(req.channel)) return yield* reply("channel", { status: okStatus("channel"), created: false })
           yield* commit({ kind: "channel", channel: req.channel, id: meta.id, ...(yield* opStamp) })
-          return yield* reply("channel", { status: okStatus("channel") })
+          return yield* reply("channel", { status: okStatus("channel"), created: true })
         }),
       channels: () => reply("channels", { status: "OK", channels: store.channels() }),
       publish: (req, meta) =>

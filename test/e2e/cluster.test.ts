@@ -43,8 +43,11 @@ describe("a cluster of 3 servers behind the broker", () => {
         yield* Effect.all(clients.map((c, i) => c.login(`user${i}`)), { concurrency: "unbounded" })
         const created = yield* clients[0]!.channel("load")
         expect(created.ok).toBe(true)
+        expect(created.data.created).toBe(true)
         yield* Effect.all(clients.map((c) => c.subscribe("load")))
         yield* settle
+        // once replicated, creating it again (on any server) is a no-op success
+        for (const c of clients.slice(0, 3)) expect((yield* c.channel("load")).data).toMatchObject({ status: "sucesso", created: false })
         const replies = yield* Effect.all(
           clients.flatMap((c, i) => Array.from({ length: postsEach }, (_, k) => c.publish("load", `post ${k} of user${i}`))),
           { concurrency: "unbounded" },
