@@ -104,6 +104,25 @@ export const server = (config: ServerConfig) =>
     const reply = (service: string, data: Record<string, unknown>) => Effect.map(stamper.stamp, (s: Stamp) => encodeEnvelope(service, data, s))
     const fail = (service: string, description: string) => Effect.map(stamper.stamp, (s: Stamp) => errorReply(service, description, s))
 
+    /**
+     * A channel post or private message: applied once per request id, after
+     * its target exists (waiting a little for replication to bring it).
+     */
+    const post = (
+      service: "publish" | "message",
+      meta: Meta,
+      targetKnown: () => boolean,
+      missing: string,
+      input: (stamp: { clock: number; timestamp: number }) => OpInput,
+    ) =>
+      Effect.gen(function* () {
+        const earlier = meta.id === undefined ? undefined : store.opForRequest(meta.id)
+        if (earlier !== undefined) return yield* reply(service, { status: "OK", cursor: cursorOf(earlier) })
+        if (!(yield* waitUntil(targetKnown))) return yield* fail(service, missing)
+        const op = yield* commit(input(yield* opStamp))
+        return yield* reply(service, { status: "OK", cursor: cursorOf(op) })
+      })
+
     const handlers: { [S in ClientRequest["service"]]: (req: RequestOf<S>, meta: Meta) => Effect.Effect<Uint8Array, unknown> } = {
       login: (req, meta) =>
         Effect.gen(function* () {
@@ -124,21 +143,13 @@ export const server = (config: ServerConfig) =>
         }),
       channels: () => reply("channels", { status: "OK", channels: store.channels() }),
       publish: (req, meta) =>
-        Effect.gen(function* () {
-          const earlier = meta.id === undefined ? undefined : store.opForRequest(meta.id)
-          if (earlier !== undefined) return yield* reply("publish", { status: "OK", cursor: cursorOf(earlier) })
-          if (!(yield* waitUntil(() => store.hasChannel(req.channel)))) return yield* fail("publish", `channel '${req.channel}' does not exist`)
-          const op = yield* commit({ kind: "publish", user: req.user, channel: req.channel, message: req.message, id: meta.id, ...(yield* opStamp) })
-          return yield* reply("publish", { status: "OK", cursor: cursorOf(op) })
-        }),
+        post("publish", meta, () => store.hasChannel(req.channel), `channel '${req.channel}' does not exist`, (stamp) => ({
+          kind: "publish", user: req.user, channel: req.channel, message: req.message, id: meta.id, ...stamp,
+        })),
       message: (req, meta) =>
-        Effect.gen(function* () {
-          const earlier = meta.id === undefined ? undefined : store.opForRequest(meta.id)
-          if (earlier !== undefined) return yield* reply("message", { status: "OK", cursor: cursorOf(earlier) })
-          if (!(yield* waitUntil(() => store.hasUser(req.dst)))) return yield* fail("message", `user '${req.dst}' does not exist`)
-          const op = yield* commit({ kind: "message", src: req.src, dst: req.dst, message: req.message, id: meta.id, ...(yield* opStamp) })
-          return yield* reply("message", { status: "OK", cursor: cursorOf(op) })
-        }),
+        post("message", meta, () => store.hasUser(req.dst), `user '${req.dst}' does not exist`, (stamp) => ({
+          kind: "message", src: req.src, dst: req.dst, message: req.message, id: meta.id, ...stamp,
+        })),
       history: (req) =>
         Effect.gen(function* () {
           const page = yield* store.history(req.channel !== undefined ? { ...req, channel: req.channel } : { ...req, user: req.user!, peer: req.peer! })

@@ -32,7 +32,7 @@ export const commandsHelp = `Commands:
 // eslint-disable-next-line no-control-regex
 const safe = (s: unknown) => String(s).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "\uFFFD")
 
-const time = (ms: number | undefined) => (ms === undefined ? "--:--:--" : new Date(ms).toISOString().slice(11, 19))
+const time = (ms: number | undefined): string => (ms === undefined || !Number.isFinite(ms) ? "--:--:--" : new Date(ms).toLocaleTimeString("en-GB", { hour12: false }))
 
 const showPublication = (p: Publication) =>
   p.service === "publish"

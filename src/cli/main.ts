@@ -23,7 +23,7 @@ const specs = {
     ...common,
     name: { env: "SERVER_NAME", help: "unique server name (default: the host name)" },
     data: { env: "DATA_DIR", help: "this server's own data folder (default ./data/NAME)" },
-    host: { env: "BIND_HOST", default: "127.0.0.1", help: "this server's own address (its peer port 5560 binds here)" },
+    host: { env: "SERVER_HOST", help: "this server's own address: its connections leave from it (default: whatever the OS picks)" },
   },
   bot: {
     ...common,
@@ -74,11 +74,15 @@ const main = async (argv: ReadonlyArray<string>) => {
       const name = values.name ?? hostname()
       const data = values.data ?? join("data", name)
       claimDataDir(data, name)
+      // Connections leave from the server's own address (ZeroMQ's
+      // "tcp://source:0;destination"), as they would from its own host.
+      const own = values.host
+      const from = (e: string) => (own === undefined || own === "0.0.0.0" || !e.startsWith("tcp://") ? e : e.replace("tcp://", `tcp://${own}:0;`))
       const config = {
         ...defaultServerConfig(name),
-        brokerBackend: endpoint(values.broker!, Ports.brokerBackend),
-        proxyFrontend: endpoint(values.proxy!, Ports.proxyFrontend),
-        proxyBackend: endpoint(values.proxy!, Ports.proxyBackend),
+        brokerBackend: from(endpoint(values.broker!, Ports.brokerBackend)),
+        proxyFrontend: from(endpoint(values.proxy!, Ports.proxyFrontend)),
+        proxyBackend: from(endpoint(values.proxy!, Ports.proxyBackend)),
       }
       return runMain(Effect.scoped(server(config)).pipe(Effect.provide(Layer.mergeAll(zmq, layerLmdb(data)))))
     }

@@ -61,12 +61,17 @@ describe("a cluster of 3 servers behind the broker", () => {
         }
         const users = yield* clients[1]!.users()
         expect(users.data.users).toEqual(expect.arrayContaining(["user0", "user1", "user2", "user3", "user4"]))
-        // Every server has every post (round-robin spreads the history requests over all three).
-        for (let i = 0; i < 3; i++) {
+        // Every server converges to every post (round-robin spreads the
+        // history requests over all three; replication is asynchronous, so
+        // each gets a few seconds).
+        const counts: Array<number> = []
+        for (let attempt = 0; attempt < 60 && !(counts.length >= 3 && counts.slice(-3).every((n) => n === clientsN * postsEach)); attempt++) {
           const h = yield* clients[0]!.history({ channel: "load", limit: 500 })
           expect(h.ok).toBe(true)
-          expect((h.data.messages as Array<unknown>).length).toBe(clientsN * postsEach)
+          counts.push((h.data.messages as Array<unknown>).length)
+          if (counts[counts.length - 1] !== clientsN * postsEach) yield* Effect.sleep(Duration.millis(50))
         }
+        expect(counts.slice(-3)).toEqual([clientsN * postsEach, clientsN * postsEach, clientsN * postsEach])
       }),
     )
   })
