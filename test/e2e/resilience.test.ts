@@ -2,6 +2,7 @@ import { join } from "node:path"
 import * as zmq from "zeromq"
 import { afterAll, describe, expect, it } from "vitest"
 import { decode, encode } from "../../src/protocol/codec.ts"
+import { Limits } from "../../src/protocol/limits.ts"
 import { spawnBulletin, stopAll, tempDir } from "../support/procs.ts"
 
 afterAll(stopAll)
@@ -31,6 +32,15 @@ describe("a server whose proxy is down", () => {
       expect(performance.now() - t0).toBeLessThan(30_000)
       const h = await ask({ service: "history", data: { channel: "void", limit: 500 } })
       expect((h.data.messages as Array<unknown>).length).toBe(200)
+
+      // Past Limits.transportFrameBytesMax ZeroMQ drops the sender's connection
+      // at the broker: no reply is possible, and everyone else is unaffected.
+      const hog = new zmq.Request({ linger: 0, receiveTimeout: 1_500 })
+      hog.connect(`tcp://${host}:5555`)
+      await hog.send(new Uint8Array(Limits.transportFrameBytesMax + 1024))
+      await expect(hog.receive()).rejects.toMatchObject({ code: "EAGAIN" })
+      hog.close()
+      expect((await ask({ service: "channels", data: {} })).data.channels).toEqual(["void"])
     } finally {
       sock.close()
     }
