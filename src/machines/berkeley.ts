@@ -39,7 +39,10 @@ export const berkeleyAdjustments = (self: string, samples: ReadonlyArray<ClockSa
   const sorted = all.map((s) => s.offsetMs).sort((a, b) => a - b)
   const mid = sorted.length >> 1
   const median = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
-  const voters = all.filter((s) => Math.abs(s.offsetMs - median) <= toleranceMs && s.rttMs <= rttMaxMs)
+  const agreeing = all.filter((s) => Math.abs(s.offsetMs - median) <= toleranceMs && s.rttMs <= rttMaxMs)
+  // Nobody near the median (two clocks far apart, say): nothing says which is
+  // right, so the coordinator's own clock is the reference. Never divide by 0.
+  const voters = agreeing.length > 0 ? agreeing : all.slice(0, 1)
   const average = voters.reduce((sum, s) => sum + s.offsetMs, 0) / voters.length
   return {
     adjustments: all.map((s): Adjustment => ({ peer: s.peer, offsetMs: average - s.offsetMs })),

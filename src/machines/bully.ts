@@ -17,6 +17,9 @@ import type { Term } from "../protocol/coordination.ts"
  *   OK { from, term? }          a higher server answered our election
  *   ANNOUNCE { coordinator, rank, term }  heard on topic `servers` (our own too)
  *   COORDINATOR_DOWN { name }   the failure detector lost the coordinator
+ *   TERM { term }               a term heard in passing (a follower's ping
+ *                               names the term it follows): a leader that
+ *                               restarted and forgot its terms re-claims above
  * Intents out (emitted):
  *   sendElection { to, term }   ask a higher-ranked peer
  *   announce { term }           publish "I am coordinator" on `servers`
@@ -56,6 +59,7 @@ export type BullyEvent =
   | { readonly type: "OK"; readonly from: string; readonly term?: Term | undefined }
   | { readonly type: "ANNOUNCE"; readonly coordinator: string; readonly rank: number; readonly term: Term }
   | { readonly type: "COORDINATOR_DOWN"; readonly name: string }
+  | { readonly type: "TERM"; readonly term: Term }
 
 export type BullyEmitted =
   | { readonly type: "sendElection"; readonly to: string; readonly term: Term }
@@ -96,6 +100,9 @@ export const bullyMachine = setup({
     fromLower: ({ context, event }) => (event as Announce).rank < context.self.rank,
     isCoordinatorDown: ({ context, event }) =>
       event.type === "COORDINATOR_DOWN" && context.coordinator !== undefined && context.coordinator.name === event.name,
+    /** A leader hears of a term above the one it leads under. */
+    outdated: ({ context, event }) =>
+      "term" in event && event.term !== undefined && context.coordinator !== undefined && later(event.term, context.coordinator.term),
     fromLowerRank: ({ context, event }) => event.type === "ELECTION" && event.rank < context.self.rank,
   },
   actions: {
@@ -105,6 +112,11 @@ export const bullyMachine = setup({
     }),
     /** A new epoch above everything seen, claimed with our own rank. */
     claimTerm: assign({ term: ({ context }) => ({ epoch: context.term.epoch + 1, rank: context.self.rank }) }),
+    /**
+     * Leading under a term learned from someone else (heard while electing)
+     * would reuse their term: claim a new one above it.
+     */
+    ownTerm: assign({ term: ({ context }) => (context.term.rank === context.self.rank ? context.term : { epoch: context.term.epoch + 1, rank: context.self.rank }) }),
     sendElections: enqueueActions(({ context, enqueue }) => {
       for (const p of context.peers) if (p.rank > context.self.rank) enqueue.emit({ type: "sendElection", to: p.name, term: context.term })
     }),
@@ -116,7 +128,8 @@ export const bullyMachine = setup({
       },
     }),
     forgetCoordinator: assign({ coordinator: undefined }),
-    announce: emit(({ context }) => ({ type: "announce" as const, term: context.term })),
+    /** Announce the term we lead under (context.term may since have been raised by what we heard). */
+    announce: emit(({ context }) => ({ type: "announce" as const, term: context.coordinator?.term ?? context.term })),
     notifyChanged: emit(({ context }) => ({
       type: "coordinatorChanged" as const,
       coordinator: context.coordinator,
@@ -129,6 +142,7 @@ export const bullyMachine = setup({
   initial: "starting",
   on: {
     PEERS: { actions: "setPeers" },
+    TERM: { actions: "learnTerm" },
   },
   states: {
     starting: {
@@ -173,7 +187,7 @@ export const bullyMachine = setup({
       after: { coordinatorTimeout: "electing" },
     },
     leader: {
-      entry: ["becomeCoordinator", "notifyChanged"],
+      entry: ["ownTerm", "becomeCoordinator", "notifyChanged"],
       initial: "announcing",
       states: {
         announcing: {
@@ -182,9 +196,15 @@ export const bullyMachine = setup({
         },
       },
       on: {
-        // A lower server is electing: it will hear us. Say it now.
-        ELECTION: { actions: ["learnTerm", "announce"] },
-        OK: { actions: "learnTerm" },
+        // A lower server is electing: it will hear us. Say it now, under a
+        // term above any it has claimed, or it (and whoever heard it) would
+        // take our announcement for a stale one.
+        ELECTION: [
+          { guard: "outdated", actions: ["learnTerm", "claimTerm", "becomeCoordinator", "notifyChanged", "announce"] },
+          { actions: "announce" },
+        ],
+        OK: [{ guard: "outdated", actions: ["learnTerm", "claimTerm", "becomeCoordinator", "notifyChanged", "announce"] }, { actions: "learnTerm" }],
+        TERM: [{ guard: "outdated", actions: ["learnTerm", "claimTerm", "becomeCoordinator", "notifyChanged", "announce"] }, { actions: "learnTerm" }],
         ANNOUNCE: [
           { guard: "fromSelf" },
           // A higher server leads with a newer term: we step down. (An older

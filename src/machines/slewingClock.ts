@@ -7,8 +7,8 @@
  * once: it is slewed, the adjusted clock running at (1 ± slewRate) of the raw
  * one until the correction is used up. A correction larger than
  * `stepThresholdMs` forward is stepped at once (a jump forward never runs a
- * clock backwards). If the raw clock itself steps backwards, the adjusted
- * clock holds still until the raw clock catches up. Pure: no clock is read
+ * clock backwards). If the raw clock itself steps backwards, the step is
+ * absorbed into the correction and the adjusted clock carries on. Pure: no clock is read
  * here; the caller passes every reading in.
  */
 export interface SlewingClockOptions {
@@ -42,7 +42,11 @@ export class SlewingClock {
       this.#applied += step
       this.#pending -= step
     }
-    if (this.#lastRaw === undefined || raw > this.#lastRaw) this.#lastRaw = raw
+    // The raw clock stepped backwards (an operator, a VM resume): absorb the
+    // step into the correction, so the adjusted clock carries on from where
+    // it was instead of jumping back or freezing; Berkeley slews the rest.
+    if (this.#lastRaw !== undefined && raw < this.#lastRaw) this.#applied += this.#lastRaw - raw
+    this.#lastRaw = raw
     const out = Math.max(this.#lastOut, raw + this.#applied)
     this.#lastOut = out
     return out

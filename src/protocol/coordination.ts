@@ -39,9 +39,15 @@ export const PeerRequestData = {
   election: Schema.Struct({ from: Schema.optionalKey(Name), rank: Schema.optionalKey(Count), term: Schema.optionalKey(Term) }),
   clock: Schema.Struct({}),
   /** Berkeley offset delivery: add `offsetMs` (signed) to your clock, by slewing. */
-  clockAdjust: Schema.Struct({ offsetMs: Schema.Finite.check(Schema.isBetween({ minimum: -86_400_000, maximum: 86_400_000 })), term: Schema.optionalKey(Term) }),
+  clockAdjust: Schema.Struct({
+    offsetMs: Schema.Finite.check(Schema.isBetween({ minimum: -86_400_000, maximum: 86_400_000 })),
+    term: Schema.optionalKey(Term),
+    /** The Berkeley round: a duplicated delivery of the same round's offset is applied once. */
+    round: Schema.optionalKey(Count),
+    from: Schema.optionalKey(Name),
+  }),
   /** Follower -> coordinator liveness check. */
-  ping: Schema.Struct({ from: Schema.optionalKey(Name) }),
+  ping: Schema.Struct({ from: Schema.optionalKey(Name), term: Schema.optionalKey(Term) }),
   /** Follower -> coordinator: I handled 10 messages, run a Berkeley round (rate-limited). */
   sync: Schema.Struct({ from: Schema.optionalKey(Name) }),
 } as const

@@ -43,3 +43,13 @@ describe("SlewingClock", () => {
     expect(c.now(1)).toBe(60_001)
   })
 })
+
+describe("SlewingClock and raw steps", () => {
+  it("absorbs a backward step of the raw clock instead of freezing", () => {
+    const c = new SlewingClock({ slewRate: 0.5, stepThresholdMs: 5_000 })
+    expect(c.now(10_000)).toBe(10_000)
+    expect(c.now(7_000)).toBe(10_000) // raw jumped back 3 s: adjusted stays
+    expect(c.now(7_100)).toBe(10_100) // and keeps running from there
+    expect(c.offsetMs).toBe(3_000)
+  })
+})

@@ -1,0 +1,444 @@
+import { type CoordinationConfig, CoordinationNode, type TraceEvent, defaultCoordinationConfig } from "../actors/coordination.ts"
+import { ReferenceService } from "../actors/reference.ts"
+import { Registry, type RegistrySnapshot } from "../actors/registry.ts"
+import { LamportClock } from "../machines/lamport.ts"
+import { defaultSlewing } from "../machines/slewingClock.ts"
+import { decodeEnvelope } from "../protocol/messages.ts"
+import { Prng } from "./prng.ts"
+import { type Fault, type Scenario, describeFault, referenceName, serverName } from "./scenario.ts"
+import { Scheduler } from "./scheduler.ts"
+
+/**
+ * The deterministic cluster simulator: a reference and N servers in one
+ * process, each server running the real CoordinationNode (and so the real
+ * machines, codec and decoders) over a simulated network and simulated
+ * physical clocks, all driven by one scheduler and one seeded PRNG.
+ *
+ * The network is point to point (publications on `servers` go to every
+ * other server directly, as if the proxy sat on every link): each message
+ * crosses a link with a uniform delay (so messages overtake each other),
+ * may be dropped or duplicated, and is lost if the link is cut.
+ */
+export interface SimOptions {
+  /** Overrides of the servers' coordination settings (the defaults are production's). */
+  readonly config?: Partial<CoordinationConfig>
+  readonly serverDeadAfterMs?: number
+  /** How often the checkers sample the cluster. */
+  readonly sampleEveryMs?: number
+  /** Berkeley rounds that must complete after agreement before clocks are checked. */
+  readonly roundsBeforeClockCheck?: number
+  /** Keep a readable timeline (costs time; the CLI wants it, property tests do not). */
+  readonly timeline?: boolean
+  readonly eventsMax?: number
+}
+
+export interface Check {
+  readonly name: string
+  readonly ok: boolean
+  readonly detail: string
+}
+
+export interface SimResult {
+  readonly scenario: Scenario
+  readonly ok: boolean
+  readonly checks: ReadonlyArray<Check>
+  readonly timeline: ReadonlyArray<string>
+  readonly stats: {
+    readonly events: number
+    readonly messages: number
+    /** From the heal to the moment every live server agrees for good on the highest live one. */
+    readonly agreementAfterHealMs: number | undefined
+    readonly agreementBoundMs: number
+    readonly coordinator: string | undefined
+    /** Largest spread between live adjusted clocks, sampled after k rounds following agreement. */
+    readonly clockSpreadMs: number | undefined
+    readonly clockBoundMs: number
+    readonly roundsAfterAgreement: number
+    /** Each crash of the agreed coordinator, and how long until all live servers agreed on a new one (undefined: not within the run). */
+    readonly coordinatorCrashes: ReadonlyArray<{ readonly at: number; readonly newCoordinatorAfterMs: number | undefined }>
+  }
+}
+
+/** Simulated epoch: times look like 2026 dates in the timeline and on the wire. */
+const epochMs = 1_790_000_000_000
+
+interface SimServer {
+  readonly name: string
+  readonly addr: string
+  readonly driftPpm: number
+  stepMs: number
+  skewMs: number
+  alive: boolean
+  incarnation: number
+  node: CoordinationNode | undefined
+  /** Lamport clock: survives restarts, as the server's store keeps it. */
+  readonly lamport: LamportClock
+  lastStamp: number
+  lastSendClock: number
+  receivedClockMax: number
+}
+
+export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimResult => {
+  const sched = new Scheduler()
+  const prng = new Prng(scenario.seed)
+  const timeline: Array<string> = []
+  const violations = { monotonic: [] as Array<string>, lamport: [] as Array<string>, terms: [] as Array<string> }
+  const sampleEveryMs = options.sampleEveryMs ?? 100
+  const roundsBeforeClockCheck = options.roundsBeforeClockCheck ?? 3
+  const serverDeadAfterMs = options.serverDeadAfterMs ?? 3_500
+  const eventsMax = options.eventsMax ?? 5_000_000
+  let endMs = scenario.faultPhaseMs + scenario.healPhaseMs
+  /** The run is extended (up to this much) until the clock check has had its window. */
+  const extensionMsMax = 120_000
+  let messages = 0
+
+  const log = (who: string, text: string) => {
+    if (options.timeline) timeline.push(`${(sched.now / 1000).toFixed(3).padStart(8)}s  ${who.padEnd(9)} ${text}`)
+  }
+
+  // --- network ------------------------------------------------------------------
+  const cut = new Set<string>()
+  let net = { ...scenario.network }
+  const blocked = (a: string, b: string) => cut.has(`${a}>${b}`)
+  const deliver = (from: string, to: string, fn: () => void) => {
+    messages += 1
+    if (blocked(from, to) || prng.chance(net.dropRate)) return
+    const copies = prng.chance(net.duplicateRate) ? 2 : 1
+    for (let i = 0; i < copies; i++) sched.after(prng.real(net.delayMinMs, net.delayMaxMs), () => isAlive(to) && fn())
+  }
+
+  // --- nodes ------------------------------------------------------------------------
+  const names = Array.from({ length: scenario.servers }, (_, i) => serverName(i))
+  const servers = new Map<string, SimServer>(
+    names.map((name, i) => [
+      name,
+      {
+        name,
+        addr: `tcp://${name}:5560`,
+        driftPpm: scenario.clocks[i]?.driftPpm ?? 0,
+        skewMs: scenario.clocks[i]?.skewMs ?? 0,
+        stepMs: 0,
+        alive: false,
+        incarnation: 0,
+        node: undefined,
+        lamport: new LamportClock(),
+        lastStamp: Number.NEGATIVE_INFINITY,
+        lastSendClock: 0,
+        receivedClockMax: 0,
+      },
+    ]),
+  )
+  const byAddr = new Map([...servers.values()].map((s) => [s.addr, s.name]))
+  const referenceAddr = "tcp://reference:5559"
+  byAddr.set(referenceAddr, referenceName)
+
+  let ranks: RegistrySnapshot | undefined
+  let reference: ReferenceService | undefined
+  const startReference = () => {
+    const registry = new Registry({ deadAfterMs: serverDeadAfterMs, serversMax: 64 }, ranks)
+    // Ranks are kept on disk; liveness is not.
+    reference = new ReferenceService(registry, { now: () => epochMs + sched.now, ranksChanged: (s) => (ranks = s) })
+    log(referenceName, "up")
+  }
+  const isAlive = (name: string) => (name === referenceName ? reference !== undefined : servers.get(name)?.alive === true)
+
+  const rawNow = (s: SimServer) => epochMs + sched.now + (sched.now * s.driftPpm) / 1e6 + s.skewMs + s.stepMs
+
+  const trace = (s: SimServer, e: TraceEvent) => {
+    switch (e.kind) {
+      case "stamp":
+        if (e.timeMs < s.lastStamp) violations.monotonic.push(`${s.name}#${s.incarnation} stamped ${e.timeMs} after ${s.lastStamp} at ${sched.now} ms`)
+        s.lastStamp = e.timeMs
+        return
+      case "send":
+        if (e.clock <= s.lastSendClock || e.clock <= s.receivedClockMax) {
+          violations.lamport.push(`${s.name} sent ${e.service} with clock ${e.clock} after sending ${s.lastSendClock} and receiving ${s.receivedClockMax}`)
+        }
+        s.lastSendClock = e.clock
+        return
+      case "receive":
+        if (e.clock !== undefined) s.receivedClockMax = Math.max(s.receivedClockMax, e.clock)
+        return
+      case "coordinator": {
+        if (e.self && e.term !== undefined) {
+          const key = `${e.term.epoch}/${e.term.rank}`
+          const holder = termHolders.get(key)
+          if (holder !== undefined && holder !== s.name) violations.terms.push(`term ${key} claimed by ${holder} and ${s.name}`)
+          termHolders.set(key, s.name)
+        }
+        log(s.name, e.coordinator === undefined ? "electing" : e.self ? `COORDINATOR, term ${e.term?.epoch}/${e.term?.rank}` : `follows ${e.coordinator} (term ${e.term?.epoch}/${e.term?.rank})`)
+        return
+      }
+      case "round":
+        if (s.name === agreedOn && agreedSince !== undefined && sched.now >= scenario.faultPhaseMs) {
+          roundsAfterAgreement += 1
+          if (roundsAfterAgreement === roundsBeforeClockCheck) {
+            // Corrections are slewed: give the largest one now pending the time to land.
+            const times = live().map((x) => x.node!.now())
+            const spread = Math.max(...times) - Math.min(...times)
+            clockCheckFrom = sched.now + spread / (options.config?.slewing ?? defaultSlewing).slewRate + c.roundIntervalMs
+            log("CHECK", `${roundsBeforeClockCheck} rounds since agreement: spread ${spread.toFixed(3)} ms; clocks checked from ${(clockCheckFrom / 1000).toFixed(3)}s`)
+          }
+        }
+        log(s.name, `Berkeley round ${e.round}: ${e.used} clocks averaged, ${e.dropped} left out`)
+        return
+      case "adjust":
+        log(s.name, `clock adjusted by ${e.offsetMs.toFixed(2)} ms (from ${e.from})`)
+        return
+      case "rank":
+        log(s.name, `rank ${e.rank}`)
+        return
+      case "reference":
+        log(s.name, e.up ? "reference reachable" : "reference unreachable")
+        return
+      case "coordinatorDown":
+        log(s.name, `lost coordinator ${e.coordinator}`)
+        return
+      case "state":
+        return
+    }
+  }
+  const termHolders = new Map<string, string>()
+  const c = { ...defaultCoordinationConfig("x", referenceAddr, undefined), ...options.config }
+
+  const config = (s: SimServer) => ({ ...defaultCoordinationConfig(s.name, referenceAddr, s.addr), ...options.config })
+
+  const startServer = (s: SimServer) => {
+    if (s.alive) return
+    s.alive = true
+    s.incarnation += 1
+    s.lastStamp = Number.NEGATIVE_INFINITY
+    const clock = sched.xstateClock()
+    const node = new CoordinationNode(config(s), {
+      rawNow: () => rawNow(s),
+      clock,
+      lamport: s.lamport,
+      trace: (e) => trace(s, e),
+      net: {
+        request: (to, frame, timeoutMs, _lane, done) => {
+          let finished = false
+          const timer = sched.after(timeoutMs, () => {
+            if (finished) return
+            finished = true
+            done(undefined)
+          })
+          const target = byAddr.get(to)
+          if (target === undefined) return
+          deliver(s.name, target, () => {
+            const reply = handle(target, frame)
+            if (reply === undefined) return
+            deliver(target, s.name, () => {
+              if (finished || s.node !== node) return
+              finished = true
+              sched.cancel(timer)
+              done(reply)
+            })
+          })
+        },
+        publish: (_topic, frame) => {
+          for (const other of servers.values()) {
+            if (other !== s) deliver(s.name, other.name, () => other.node?.handleAnnouncement(frame))
+          }
+        },
+      },
+    })
+    s.node = node
+    log(s.name, `started (incarnation ${s.incarnation})`)
+    node.start()
+  }
+
+  const crash = (name: string) => {
+    if (name === referenceName) {
+      if (reference === undefined) return
+      reference = undefined
+      log(referenceName, "CRASHED")
+      return
+    }
+    const s = servers.get(name)
+    if (s === undefined || !s.alive) return
+    const wasCoordinator = agreedOn === name
+    s.alive = false
+    s.node?.stop()
+    s.node = undefined
+    log(name, "CRASHED")
+    if (wasCoordinator) coordinatorCrashes.push({ at: sched.now, newCoordinatorAfterMs: undefined })
+  }
+  const restart = (name: string) => {
+    if (name === referenceName) {
+      if (reference === undefined) startReference()
+      return
+    }
+    const s = servers.get(name)
+    if (s !== undefined) startServer(s)
+  }
+
+  /** A request's handling at its target; the reply must be causally after the request. */
+  const handle = (target: string, frame: Uint8Array): Uint8Array | undefined => {
+    const reply = target === referenceName ? reference?.handle(frame) : servers.get(target)?.node?.handlePeerRequest(frame)
+    if (reply === undefined) return undefined
+    const req = decodeEnvelope(frame)
+    const rep = decodeEnvelope(reply)
+    const a = req.ok ? req.envelope.meta.clock : undefined
+    const b = rep.ok ? rep.envelope.meta.clock : undefined
+    if (a !== undefined && (b === undefined || b <= a)) violations.lamport.push(`${target} replied with clock ${b} to a request with clock ${a}${rep.ok ? "" : ` (${rep.description})`}`)
+    return reply
+  }
+
+  // --- faults -------------------------------------------------------------------------
+  const allNodes = [referenceName, ...names]
+  const applyFault = (f: Fault) => {
+    log("FAULT", describeFault(f))
+    switch (f.kind) {
+      case "partition": {
+        const group = new Map<string, number>()
+        f.groups.forEach((g, i) => g.forEach((n) => group.set(n, i)))
+        for (const a of allNodes) for (const b of allNodes) if (a !== b && group.get(a) !== group.get(b)) cut.add(`${a}>${b}`)
+        return
+      }
+      case "cut":
+        cut.add(`${f.from}>${f.to}`)
+        return
+      case "heal":
+        cut.clear()
+        return
+      case "crash":
+        return crash(f.node)
+      case "restart":
+        return restart(f.node)
+      case "clockStep": {
+        const s = servers.get(f.node)
+        if (s !== undefined) s.stepMs += f.ms
+        return
+      }
+    }
+  }
+
+  // --- checkers' sampling ---------------------------------------------------------------
+  const coordinatorCrashes: Array<{ at: number; newCoordinatorAfterMs: number | undefined }> = []
+  let agreedOn: string | undefined
+  let agreedSince: number | undefined
+  let roundsAfterAgreement = 0
+  let clockSpreadMs: number | undefined
+  let clockCheckFrom: number | undefined
+  const live = () => [...servers.values()].filter((s) => s.alive && s.node !== undefined)
+  const rankOf = (name: string) => ranks?.ranks.find((r) => r.name === name)?.rank ?? 0
+  /** The name every live server follows, if they agree and it leads; else undefined. */
+  const agreement = (): string | undefined => {
+    const nodes = live()
+    if (nodes.length === 0) return undefined
+    const first = nodes[0]!.node!.coordinator?.name
+    if (first === undefined) return undefined
+    if (!nodes.every((s) => s.node!.coordinator?.name === first)) return undefined
+    const leader = servers.get(first)
+    return leader?.alive === true && leader.node?.isCoordinator === true ? first : undefined
+  }
+  const sample = () => {
+    const agreed = agreement()
+    if (agreed !== agreedOn) {
+      agreedOn = agreed
+      agreedSince = agreed === undefined ? undefined : sched.now
+      roundsAfterAgreement = 0
+      clockCheckFrom = undefined
+      if (agreed !== undefined) {
+        log("CHECK", `all live servers agree: ${agreed} coordinates`)
+        for (const c of coordinatorCrashes) if (c.newCoordinatorAfterMs === undefined) c.newCoordinatorAfterMs = sched.now - c.at
+      }
+    }
+    if (agreed !== undefined && clockCheckFrom !== undefined && sched.now >= clockCheckFrom) {
+      const times = live().map((s) => s.node!.now())
+      if (times.length > 0) {
+      const spread = Math.max(...times) - Math.min(...times)
+      if (spread > (clockSpreadMs ?? 0)) log("CHECK", `clock spread ${spread.toFixed(3)} ms: ${live().map((x, i) => `${x.name} ${(times[i]! - times[0]!).toFixed(1)}`).join(" ")}`)
+      clockSpreadMs = Math.max(clockSpreadMs ?? 0, spread)
+      }
+    }
+    sampling = sched.now + sampleEveryMs <= endMs
+    if (sampling) sched.after(sampleEveryMs, sample)
+  }
+  let sampling = true
+
+  // --- the run ---------------------------------------------------------------------------
+  startReference()
+  for (const s of servers.values()) sched.after(prng.int(0, 500), () => startServer(s))
+  for (const f of scenario.faults) if (f.at < scenario.faultPhaseMs) sched.at(f.at, () => applyFault(f))
+  if (scenario.messagesPerSecond > 0) {
+    const every = 1_000 / scenario.messagesPerSecond
+    const traffic = (s: SimServer) => {
+      if (s.alive) s.node?.messageHandled()
+      if (sched.now + every <= endMs) sched.after(prng.real(0.5 * every, 1.5 * every), () => traffic(s))
+    }
+    for (const s of servers.values()) sched.after(prng.real(0, every), () => traffic(s))
+  }
+  sched.after(sampleEveryMs, sample)
+  sched.at(scenario.faultPhaseMs, () => {
+    log("HEAL", "network healed, crashed nodes restart, clocks stop stepping")
+    cut.clear()
+    net = { delayMinMs: scenario.healDelayMinMs, delayMaxMs: scenario.healDelayMaxMs, dropRate: 0, duplicateRate: 0 }
+    if (reference === undefined) startReference()
+    for (const s of servers.values()) startServer(s)
+  })
+  sched.runUntil(endMs, eventsMax)
+  const checkWindowMs = 2 * c.roundIntervalMs
+  while (endMs < scenario.faultPhaseMs + scenario.healPhaseMs + extensionMsMax && (clockCheckFrom === undefined || clockCheckFrom + checkWindowMs > endMs)) {
+    endMs += 1_000
+    if (sched.now + sampleEveryMs <= endMs && !sampling) sched.after(sampleEveryMs, sample)
+    sched.runUntil(endMs, eventsMax)
+  }
+
+  // --- verdicts --------------------------------------------------------------------------
+  // Worst case after the heal: a restarted server registers, the reference
+  // forgets the dead, followers notice a dead coordinator, an election waits
+  // out a dead higher peer, and a stale leader hears the real one.
+  const agreementBoundMs =
+    c.startupTimeoutMs + c.registerRetryMs + c.requestTimeoutMs + serverDeadAfterMs + (c.livenessMax + 1) * c.heartbeatIntervalMs + c.electionTimeoutMs + 2 * c.coordinatorTimeoutMs + 2 * c.announceIntervalMs
+  // A sample's offset is off by at most half the difference of the two
+  // one-way delays; every corrected clock lands within that of the average,
+  // so two clocks within twice that; then they drift apart until the next
+  // round, and a correction may still be being slewed (up to the same again).
+  const asymmetryMs = (scenario.healDelayMaxMs - scenario.healDelayMinMs) / 2
+  const driftMax = Math.max(0, ...scenario.clocks.map((k) => Math.abs(k.driftPpm))) / 1e6
+  const betweenRoundsMs = c.roundIntervalMs + c.pollTimeoutMs + 2 * scenario.healDelayMaxMs
+  const clockBoundMs = 2 * (2 * asymmetryMs + 2 * driftMax * betweenRoundsMs) + 1
+  const nodes = live()
+  const highest = nodes.reduce<SimServer | undefined>((best, s) => (best === undefined || rankOf(s.name) > rankOf(best.name) ? s : best), undefined)
+  const agreementAfterHealMs = agreedSince === undefined ? undefined : Math.max(0, agreedSince - scenario.faultPhaseMs)
+  const checks: Array<Check> = [
+    {
+      name: "one coordinator after healing: the highest-ranked live server, known to all",
+      ok: agreedOn !== undefined && agreedOn === highest?.name,
+      detail: `agreed on ${agreedOn ?? "nobody"}; highest live is ${highest?.name} (rank ${highest === undefined ? "-" : rankOf(highest.name)}); views: ${nodes.map((s) => `${s.name}->${s.node!.coordinator?.name ?? "?"}`).join(" ")}`,
+    },
+    {
+      name: "agreement within the bound derived from the timeouts",
+      ok: agreementAfterHealMs !== undefined && agreementAfterHealMs <= agreementBoundMs,
+      detail: `${agreementAfterHealMs ?? "never"} ms after healing; bound ${agreementBoundMs} ms`,
+    },
+    { name: "no two coordinators with the same term", ok: violations.terms.length === 0, detail: violations.terms.slice(0, 3).join("; ") || `${termHolders.size} terms, each claimed once` },
+    {
+      name: `clocks within the bound after ${roundsBeforeClockCheck} Berkeley rounds`,
+      ok: clockSpreadMs !== undefined && clockSpreadMs <= clockBoundMs,
+      detail: `largest spread ${clockSpreadMs?.toFixed(3) ?? `not measured (${roundsAfterAgreement} rounds after agreement)`} ms; bound ${clockBoundMs.toFixed(3)} ms (delay asymmetry ${asymmetryMs} ms, drift ${driftMax * 1e6} ppm)`,
+    },
+    { name: "no server's clock ever runs backwards", ok: violations.monotonic.length === 0, detail: violations.monotonic.slice(0, 3).join("; ") || "every stamp >= the one before" },
+    { name: "Lamport clocks respect causality", ok: violations.lamport.length === 0, detail: violations.lamport.slice(0, 3).join("; ") || "every send after its causes" },
+  ]
+  for (const check of checks) log("CHECK", `${check.ok ? "ok  " : "FAIL"} ${check.name}: ${check.detail}`)
+  for (const s of servers.values()) s.node?.stop()
+  return {
+    scenario,
+    ok: checks.every((k) => k.ok),
+    checks,
+    timeline,
+    stats: {
+      events: sched.executed,
+      messages,
+      agreementAfterHealMs,
+      agreementBoundMs,
+      coordinator: agreedOn,
+      clockSpreadMs,
+      clockBoundMs,
+      roundsAfterAgreement,
+      coordinatorCrashes,
+    },
+  }
+}
