@@ -36,16 +36,18 @@ export const supervised = <A, E, R>(name: string, loop: Effect.Effect<A, E, R>, 
 
 /**
  * Stamps outgoing messages: the process's Lamport clock and its physical
- * clock (Effect's Clock service, so tests and the simulator control it; the
- * server's Berkeley offset is added here in the coordination layer).
+ * clock (Effect's Clock service, so tests control it), adjusted by the
+ * server's coordination layer (Berkeley offsets, slewed).
  */
 export class Stamper {
   readonly lamport: LamportClock
-  offsetMs = 0
+  /** Raw physical time to the time stamped: a server sets it to its Berkeley-adjusted, slewing clock. */
+  adjust: (rawMs: number) => number = (rawMs) => rawMs
   constructor(initialClock = 0) {
     this.lamport = new LamportClock(initialClock)
   }
-  readonly now: Effect.Effect<number> = Effect.map(Clock.currentTimeMillis, (t) => t + this.offsetMs)
+  /** Whole milliseconds (the slewed clock has fractions); floor keeps it monotonic. */
+  readonly now: Effect.Effect<number> = Effect.map(Clock.currentTimeMillis, (t) => Math.floor(this.adjust(t)))
   /** Tick for a send and read the time. */
   readonly stamp: Effect.Effect<Stamp> = Effect.map(this.now, (timestampMs) => ({ clock: this.lamport.tick(), timestampMs }))
   readonly observe = (received: number | undefined) => this.lamport.observe(received)

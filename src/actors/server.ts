@@ -1,4 +1,6 @@
-import { Clock, Duration, Effect, Queue, Random, Semaphore } from "effect"
+import { Clock, Duration, Effect, Queue, Random, type Scope, Semaphore } from "effect"
+import { type CoordinationConfig, CoordinationNode, type TraceEvent, defaultCoordinationConfig } from "./coordination.ts"
+import { coordinatorTopic } from "../protocol/coordination.ts"
 import { decode } from "../protocol/codec.ts"
 import {
   type ClientRequest,
@@ -14,7 +16,7 @@ import {
 } from "../protocol/messages.ts"
 import { type Op, type OpInput, decodeOp, postOf } from "../protocol/ops.ts"
 import { Store } from "../store/Store.ts"
-import { type Publisher, type Subscriber, Transport } from "../transport/Transport.ts"
+import { type Publisher, type Requester, type Subscriber, Transport } from "../transport/Transport.ts"
 import { Stamper, supervised } from "./runtime.ts"
 
 export interface ServerConfig {
@@ -35,6 +37,21 @@ export interface ServerConfig {
    * first server's change has reached it.
    */
   readonly replicationWaitMs: number
+  /**
+   * Coordination (reference, election, clock sync); none: a lone server
+   * that never joins an election (the client services work the same).
+   */
+  readonly coordination: CoordinationSettings | undefined
+}
+
+export interface CoordinationSettings {
+  /** The reference's REP endpoint, e.g. tcp://reference:5559. */
+  readonly reference: string
+  /** Where this server's peer REP socket binds, e.g. tcp://0.0.0.0:5560. */
+  readonly peerBind: string
+  /** How the other servers reach it (what the reference lists), e.g. tcp://10.0.0.5:5560. */
+  readonly peerAddr: string
+  readonly tuning?: Partial<CoordinationConfig>
 }
 
 export const defaultServerConfig = (name: string): ServerConfig => ({
@@ -44,6 +61,7 @@ export const defaultServerConfig = (name: string): ServerConfig => ({
   proxyBackend: "tcp://127.0.0.1:5558",
   concurrentRequestsMax: 64,
   replicationWaitMs: 500,
+  coordination: undefined,
 })
 
 /**
@@ -172,8 +190,10 @@ export const server = (config: ServerConfig) =>
       })
 
     // Replication: apply other origins' ops. Idempotent, so duplicates are harmless.
-    const subscriber = yield* transport.subscriber(config.proxyBackend, [replicationTopic])
+    // Coordinator announcements arrive on the same subscriber.
+    const subscriber = yield* transport.subscriber(config.proxyBackend, config.coordination === undefined ? [replicationTopic] : [replicationTopic, coordinatorTopic])
     yield* awaitSubscription(config, publisher, subscriber, stamper)
+    const node = config.coordination === undefined ? undefined : yield* hostCoordination(config.name, config.coordination, stamper, publisher)
     yield* Effect.forkScoped(
       supervised(
         `server ${config.name} replication`,
@@ -182,7 +202,11 @@ export const server = (config: ServerConfig) =>
             // Everything that has arrived goes to disk in one batch (one fsync).
             const batch = yield* Queue.takeBetween(subscriber.messages, 1, replicationBatchMax)
             const ops: Array<Op> = []
-            for (const { payload } of batch) {
+            for (const { topic, payload } of batch) {
+              if (topic === coordinatorTopic) {
+                node?.handleAnnouncement(payload)
+                continue
+              }
               const op = replicatedOp(payload)
               if (op === undefined || op.origin === config.name) continue
               stamper.observe(op.clock)
@@ -203,7 +227,13 @@ export const server = (config: ServerConfig) =>
         Effect.gen(function* () {
           const request = yield* Queue.take(replier.requests)
           yield* permits.take(1)
-          yield* Effect.forkScoped(handle(request.frame).pipe(Effect.flatMap(request.reply), Effect.ensuring(permits.release(1))))
+          yield* Effect.forkScoped(
+            handle(request.frame).pipe(
+              Effect.flatMap(request.reply),
+              Effect.tap(() => Effect.sync(() => node?.messageHandled())),
+              Effect.ensuring(permits.release(1)),
+            ),
+          )
         }),
       ),
     )
@@ -237,4 +267,85 @@ const awaitSubscription = (config: ServerConfig, publisher: Publisher, subscribe
     const pinging = Effect.forever(Effect.andThen(send, Effect.sleep(Duration.millis(50))))
     const ok = yield* Effect.raceFirst(seen.pipe(Effect.as(true)), pinging).pipe(Effect.timeoutOption(Duration.millis(readyTimeoutMs)))
     if (ok._tag === "None") yield* Effect.logWarning(`server ${config.name}: no echo from the proxy within ${readyTimeoutMs} ms; serving anyway`)
+  })
+
+/** Coordination events worth a log line (the rest is visible through the node's snapshot). */
+const logged = (name: string, e: TraceEvent): string | undefined => {
+  switch (e.kind) {
+    case "rank":
+      return `server ${name}: rank ${e.rank}`
+    case "reference":
+      return `server ${name}: reference ${e.up ? "reachable" : "unreachable"}`
+    case "coordinator":
+      return e.coordinator === undefined
+        ? `server ${name}: election started`
+        : `server ${name}: coordinator is ${e.coordinator}${e.self ? " (this server)" : ""}, term ${e.term?.epoch}/${e.term?.rank}`
+    case "coordinatorDown":
+      return `server ${name}: coordinator ${e.coordinator} stopped answering`
+    case "round":
+      return `server ${name}: Berkeley round ${e.round}: ${e.used} clocks averaged, ${e.dropped} left out`
+    case "adjust":
+      return Math.abs(e.offsetMs) >= 1 ? `server ${name}: clock adjusted by ${e.offsetMs.toFixed(1)} ms (from ${e.from})` : undefined
+    default:
+      return undefined
+  }
+}
+
+/**
+ * Runs the coordination node inside the server: peer REP socket, one REQ
+ * socket per (peer, lane) with Lazy Pirate timeouts, announcements through
+ * the proxy, and the adjusted clock stamping everything the server sends.
+ */
+const hostCoordination = (name: string, settings: CoordinationSettings, stamper: Stamper, publisher: Publisher) =>
+  Effect.gen(function* () {
+    const transport = yield* Transport
+    const clock = yield* Clock.Clock
+    const services = yield* Effect.context<Transport | Scope.Scope>()
+    const run = Effect.runForkWith(services)
+    const requesters = new Map<string, Requester>()
+    const creating = yield* Semaphore.make(1)
+    const requesterFor = (endpoint: string, lane: string) =>
+      creating.withPermits(1)(
+        Effect.suspend(() => {
+          const key = `${lane} ${endpoint}`
+          const known = requesters.get(key)
+          if (known !== undefined) return Effect.succeed(known)
+          return Effect.tap(transport.requester(endpoint), (r) => Effect.sync(() => requesters.set(key, r)))
+        }),
+      )
+    const node = new CoordinationNode(
+      { ...defaultCoordinationConfig(name, settings.reference, settings.peerAddr), ...settings.tuning },
+      {
+        rawNow: () => clock.currentTimeMillisUnsafe(),
+        // The host's timers drive the machines' delays (the simulator gives its own).
+        clock: { setTimeout: (fn, ms) => setTimeout(fn, ms), clearTimeout: (t) => clearTimeout(t) },
+        lamport: stamper.lamport,
+        trace: (e) => {
+          const line = logged(name, e)
+          if (line !== undefined) run(Effect.logInfo(line))
+        },
+        net: {
+          request: (to, frame, timeoutMs, lane, done) =>
+            void run(
+              requesterFor(to, lane).pipe(
+                Effect.flatMap((r) => r.request(frame, timeoutMs)),
+                Effect.match({ onFailure: () => done(undefined), onSuccess: (reply) => done(reply) }),
+              ),
+            ),
+          publish: (topic, frame) => void run(publisher.publish(topic, frame)),
+        },
+      },
+    )
+    stamper.adjust = (raw) => node.adjusted(raw)
+    const peers = yield* transport.replier(settings.peerBind, "bind")
+    yield* Effect.forkScoped(
+      supervised(
+        `server ${name} peers`,
+        Effect.forever(Effect.flatMap(Queue.take(peers.requests), (request) => request.reply(node.handlePeerRequest(request.frame)))),
+      ),
+    )
+    yield* Effect.addFinalizer(() => Effect.sync(() => node.stop()))
+    node.start()
+    yield* Effect.logInfo(`server ${name}: peers on ${settings.peerBind} (advertised as ${settings.peerAddr}), reference ${settings.reference}`)
+    return node
   })

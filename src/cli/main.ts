@@ -5,7 +5,8 @@ import { bot } from "../actors/bot.ts"
 import { defaultClientConfig } from "../actors/client.ts"
 import { broker, proxy } from "../actors/devices.ts"
 import { runMain } from "../actors/runtime.ts"
-import { defaultServerConfig, server } from "../actors/server.ts"
+import { defaultReferenceConfig, reference } from "../actors/reference.ts"
+import { type CoordinationSettings, defaultServerConfig, server } from "../actors/server.ts"
 import { layerLmdb } from "../store/Store.ts"
 import { layerZmq } from "../transport/zmq.ts"
 import { claimDataDir } from "./datadir.ts"
@@ -23,7 +24,15 @@ const specs = {
     ...common,
     name: { env: "SERVER_NAME", help: "unique server name (default: the host name)" },
     data: { env: "DATA_DIR", help: "this server's own data folder (default ./data/NAME)" },
-    host: { env: "SERVER_HOST", help: "this server's own address: its connections leave from it (default: whatever the OS picks)" },
+    host: { env: "SERVER_HOST", help: "this server's own address: its connections leave from it, its peer port binds on it (default: whatever the OS picks)" },
+    reference: { env: "REFERENCE_ADDR", default: "127.0.0.1", help: "reference host (port 5559); 'none': no election or clock sync" },
+    peer: { env: "PEER_BIND", help: "where the peer REP socket binds (default tcp://HOST:5560, HOST from --host or 127.0.0.1)" },
+    advertise: { env: "PEER_ADDR", help: "how other servers reach this one (default: the --peer endpoint, or tcp://HOSTNAME:5560 when it binds 0.0.0.0)" },
+  },
+  reference: {
+    host: { env: "BIND_HOST", default: "127.0.0.1", help: "address to bind 5559 on (0.0.0.0 in containers)" },
+    data: { env: "DATA_DIR", help: "folder to keep ranks in across restarts (default: memory only)" },
+    "dead-after": { env: "SERVER_DEAD_AFTER_MS", default: "3500", help: "drop a server from the list after this long without a heartbeat (ms)" },
   },
   bot: {
     ...common,
@@ -39,16 +48,25 @@ const help = `bulletin: a distributed message board over ZeroMQ
 Usage: bulletin COMMAND [options]     (bulletin COMMAND --help for its options)
 
 Commands:
-  up        start the whole topology locally: broker, proxy, 3 servers, 2 bots
+  up        start the whole topology locally: broker, proxy, reference, 3 servers, 2 bots
   client    the interactive client (also reads commands from stdin)
   broker    ROUTER 5555 / DEALER 5556, round-robin over servers
   proxy     XSUB 5557 / XPUB 5558 for publications
+  reference ranks, heartbeats and the server list (REP 5559)
   server    a replicated server with its own data folder
+  sim       run the deterministic cluster simulator (--seed S replays one run)
   bot       a bot that posts to random channels forever
   bench     benchmarks against raw ZeroMQ on this machine
 `
 
 const zmq = layerZmq()
+
+const coordinationOf = (values: Record<string, string | undefined>): CoordinationSettings => {
+  const peerBind = values.peer ?? endpoint(values.host ?? "127.0.0.1", Ports.peer)
+  const bindHost = /^tcp:\/\/([^:]+):/.exec(peerBind)?.[1]
+  const advertised = values.advertise ?? (bindHost === "0.0.0.0" || bindHost === "*" ? peerBind.replace(`//${bindHost}:`, `//${hostname()}:`) : peerBind)
+  return { reference: endpoint(values.reference!, Ports.reference), peerBind, peerAddr: endpoint(advertised, Ports.peer) }
+}
 
 const main = async (argv: ReadonlyArray<string>) => {
   const [command, ...args] = argv
@@ -69,6 +87,20 @@ const main = async (argv: ReadonlyArray<string>) => {
       const { values } = show(specs.proxy, "the publication proxy")
       return runMain(proxy({ frontend: endpoint(values.host!, Ports.proxyFrontend), backend: endpoint(values.host!, Ports.proxyBackend) }).pipe(Effect.provide(zmq)))
     }
+    case "reference": {
+      const { values } = show(specs.reference, "the reference service")
+      const config = {
+        ...defaultReferenceConfig,
+        bind: endpoint(values.host!, Ports.reference),
+        dataDir: values.data,
+        serverDeadAfterMs: int(values["dead-after"], "dead-after", 1),
+      }
+      return runMain(Effect.scoped(reference(config)).pipe(Effect.provide(zmq)))
+    }
+    case "sim": {
+      const { runSimCli } = await import("./sim.ts")
+      return runSimCli(args)
+    }
     case "server": {
       const { values } = show(specs.server, "a server")
       const name = values.name ?? hostname()
@@ -83,6 +115,7 @@ const main = async (argv: ReadonlyArray<string>) => {
         brokerBackend: from(endpoint(values.broker!, Ports.brokerBackend)),
         proxyFrontend: from(endpoint(values.proxy!, Ports.proxyFrontend)),
         proxyBackend: from(endpoint(values.proxy!, Ports.proxyBackend)),
+        coordination: values.reference === "none" ? undefined : coordinationOf(values),
       }
       return runMain(Effect.scoped(server(config)).pipe(Effect.provide(Layer.mergeAll(zmq, layerLmdb(data)))))
     }

@@ -40,12 +40,13 @@ export const topology = (o: { data: string; servers: number; bots: number; botRa
   const roles: Array<RoleSpec> = [
     { name: "broker", args: ["broker", "--host", o.host], ready: /broker: tcp/, phase: 0 },
     { name: "proxy", args: ["proxy", "--host", o.host], ready: /proxy: tcp/, phase: 0 },
+    { name: "reference", args: ["reference", "--host", o.host, "--data", resolve(o.data, "reference")], ready: /reference: serving/, phase: 0 },
   ]
   for (let i = 1; i <= o.servers; i++) {
     const name = `server-${i}`
     // Bots wait for every server: until replication catches up missed ops, a
     // server that started after the first writes would not have them.
-    roles.push({ name, args: ["server", "--name", name, "--data", resolve(o.data, name), "--host", nthAddress(o.serverIpBase, i - 1), "--broker", o.host, "--proxy", o.host], ready: /serving requests/, phase: 1 })
+    roles.push({ name, args: ["server", "--name", name, "--data", resolve(o.data, name), "--host", nthAddress(o.serverIpBase, i - 1), "--broker", o.host, "--proxy", o.host, "--reference", o.host], ready: /serving requests/, phase: 1 })
   }
   for (let i = 1; i <= o.bots; i++) roles.push({ name: `bot-${i}`, args: ["bot", "--broker", o.host, "--proxy", o.host, "--rate", String(o.botRate)], phase: 2 })
   return roles

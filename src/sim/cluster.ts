@@ -348,7 +348,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
       const times = live().map((s) => s.node!.now())
       if (times.length > 0) {
       const spread = Math.max(...times) - Math.min(...times)
-      if (spread > (clockSpreadMs ?? 0)) log("CHECK", `clock spread ${spread.toFixed(3)} ms: ${live().map((x, i) => `${x.name} ${(times[i]! - times[0]!).toFixed(1)}`).join(" ")}`)
+      if (spread > (clockSpreadMs ?? 0) + 1) log("CHECK", `clock spread ${spread.toFixed(3)} ms: ${live().map((x, i) => `${x.name} ${(times[i]! - times[0]!).toFixed(1)}`).join(" ")}`)
       clockSpreadMs = Math.max(clockSpreadMs ?? 0, spread)
       }
     }

@@ -13,6 +13,8 @@ describe("bulletin up", () => {
     const up = spawnBulletin("up", ["up", "--data", data, "--host", host, "--server-ip-base", "127.81.3.11", "--bot-rate", "20"])
     await up.waitFor(/server-3 +\|.*serving requests/, 30_000)
     await up.waitFor(/bot-\d +\|.*logged in/, 30_000)
+    // The highest rank leads (ranks follow registration order, so any server may be it).
+    await up.waitFor(/server-\d +\|.*coordinator is (server-\d) \(this server\)/, 30_000)
 
     // The scripted client: commands on stdin, JSON lines out.
     const client = spawnBulletin(
@@ -39,17 +41,18 @@ describe("bulletin up", () => {
 
     up.child.kill("SIGINT")
     expect(await up.exited).toBe(0)
-    expect(up.lines.filter((l) => /SIGTERM: shutting down/.test(l)).length).toBe(7)
+    // broker, proxy, reference, 3 servers, 2 bots
+    expect(up.lines.filter((l) => /SIGTERM: shutting down/.test(l)).length).toBe(8)
   })
 
   it("refuses a data folder that belongs to another server", async () => {
     const data = join(tempDir("owner"), "s")
-    const a = spawnBulletin("a", ["server", "--name", "alpha", "--data", data, "--broker", "127.81.4.1", "--proxy", "127.81.4.1"])
+    const a = spawnBulletin("a", ["server", "--name", "alpha", "--data", data, "--broker", "127.81.4.1", "--proxy", "127.81.4.1", "--reference", "none"])
     await a.waitFor(/ops on disk/)
-    const b = spawnBulletin("b", ["server", "--name", "beta", "--data", data, "--broker", "127.81.4.1", "--proxy", "127.81.4.1"])
+    const b = spawnBulletin("b", ["server", "--name", "beta", "--data", data, "--broker", "127.81.4.1", "--proxy", "127.81.4.1", "--reference", "none"])
     expect(await b.exited).toBe(2)
     expect(b.lines.join("\n")).toContain("belongs to server 'alpha'")
-    const a2 = spawnBulletin("a2", ["server", "--name", "alpha", "--data", data, "--broker", "127.81.4.1", "--proxy", "127.81.4.1"])
+    const a2 = spawnBulletin("a2", ["server", "--name", "alpha", "--data", data, "--broker", "127.81.4.1", "--proxy", "127.81.4.1", "--reference", "none"])
     expect(await a2.exited).toBe(2)
     expect(a2.lines.join("\n")).toContain("in use by pid")
     await a.stop()

@@ -13,7 +13,7 @@ describe("a server whose proxy is down", () => {
     const data = tempDir("noproxy")
     const broker = spawnBulletin("broker", ["broker", "--host", host])
     await broker.waitFor(/broker: tcp/)
-    const server = spawnBulletin("server", ["server", "--name", "lonely", "--data", join(data, "lonely"), "--broker", host, "--proxy", host])
+    const server = spawnBulletin("server", ["server", "--name", "lonely", "--data", join(data, "lonely"), "--broker", host, "--proxy", host, "--reference", "none"])
     await server.waitFor(/serving requests/, 30_000)
     expect(server.lines.join("\n")).toContain("no echo from the proxy")
     const sock = new zmq.Request({ linger: 0, receiveTimeout: 5_000 })

@@ -77,6 +77,7 @@ export interface Cluster {
   readonly host: string
   readonly broker: Proc
   readonly proxy: Proc
+  readonly reference: Proc
   readonly servers: Array<Proc>
   readonly dataRoot: string
   readonly brokerFrontend: string
@@ -84,23 +85,28 @@ export interface Cluster {
   readonly startServer: (i: number) => Promise<Proc>
 }
 
+/** Server i's own loopback address next to the cluster's: 127.81.1.1 -> 127.81.1.11, .12, ... */
+export const serverHost = (host: string, i: number) => host.replace(/\.\d+$/, (last) => `.${Number(last.slice(1)) + 10 + i}`)
+
 /**
- * Broker, proxy and N servers on `host` (each test file its own loopback
+ * Broker, proxy, reference and N servers on `host` (each test file its own loopback
  * address, so the standard ports never collide), each server ready to serve.
  */
 export const startCluster = async (host: string, serverCount = 3): Promise<Cluster> => {
   const dataRoot = tempDir("cluster")
   const broker = spawnBulletin("broker", ["broker", "--host", host])
   const proxy = spawnBulletin("proxy", ["proxy", "--host", host])
-  await Promise.all([broker.waitFor(/broker: tcp/), proxy.waitFor(/proxy: tcp/)])
+  const reference = spawnBulletin("reference", ["reference", "--host", host])
+  await Promise.all([broker.waitFor(/broker: tcp/), proxy.waitFor(/proxy: tcp/), reference.waitFor(/reference: serving/)])
   const servers: Array<Proc> = []
   const startServer = async (i: number) => {
     const name = `server-${i}`
-    const p = spawnBulletin(name, ["server", "--name", name, "--data", join(dataRoot, name), "--broker", host, "--proxy", host])
+    // Each server on its own address, so each keeps the peer port 5560.
+    const p = spawnBulletin(name, ["server", "--name", name, "--data", join(dataRoot, name), "--broker", host, "--proxy", host, "--reference", host, "--host", serverHost(host, i)])
     servers[i - 1] = p
     await p.waitFor(/serving requests/)
     return p
   }
   await Promise.all(Array.from({ length: serverCount }, (_, i) => startServer(i + 1)))
-  return { host, broker, proxy, servers, dataRoot, brokerFrontend: `tcp://${host}:5555`, proxyBackend: `tcp://${host}:5558`, startServer }
+  return { host, broker, proxy, reference, servers, dataRoot, brokerFrontend: `tcp://${host}:5555`, proxyBackend: `tcp://${host}:5558`, startServer }
 }
