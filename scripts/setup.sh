@@ -24,3 +24,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
 fi
+
+# The public export `bulletin/machines` is compiled JavaScript (dist/machines),
+# so plain Node can import it without a TypeScript loader.
+npx tsc -p tsconfig.machines.json

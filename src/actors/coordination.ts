@@ -4,7 +4,8 @@ import { type BullyEmitted, type Coordinator, type Peer, bullyMachine } from "..
 import { heartbeatMachine } from "../machines/heartbeat.ts"
 import type { LamportClock } from "../machines/lamport.ts"
 import { SlewingClock, type SlewingClockOptions, defaultSlewing } from "../machines/slewingClock.ts"
-import { type Term, compareTerms, coordinatorTopic, decodeAnnouncement, decodeList, decodePeerRequest, termZero } from "../protocol/coordination.ts"
+import { type Term, compareTerms, termZero } from "../machines/term.ts"
+import { coordinatorTopic, decodeAnnouncement, decodeList, decodePeerRequest } from "../protocol/coordination.ts"
 import { decodeEnvelope, encodeEnvelope, errorReply } from "../protocol/messages.ts"
 
 /**

@@ -1,5 +1,5 @@
 import { assign, emit, enqueueActions, setup } from "xstate"
-import type { Term } from "../protocol/coordination.ts"
+import type { Term } from "./term.ts"
 
 /**
  * Bully election (Garcia-Molina 1982): the live server with the highest rank
@@ -23,7 +23,7 @@ import type { Term } from "../protocol/coordination.ts"
  * Intents out (emitted):
  *   sendElection { to, term }   ask a higher-ranked peer
  *   announce { term }           publish "I am coordinator" on `servers`
- *   coordinatorChanged { coordinator?, term, self }
+ *   coordinatorChanged { coordinator?: { name, rank, term }, self }
  * Delays: electionTimeout (wait for OKs), coordinatorTimeout (wait for the
  *   winner's announcement), announceInterval (a leader re-announces, so late
  *   joiners and healed partitions learn it), startupTimeout (elect even with
@@ -51,6 +51,8 @@ export interface BullyContext extends BullyInput {
   readonly coordinator: Coordinator | undefined
   /** The highest term seen or claimed. */
   readonly term: Term
+  /** The last term we claimed: while electing, only a newer announcement from above settles it. */
+  readonly claimed: Term
 }
 
 export type BullyEvent =
@@ -97,6 +99,15 @@ export const bullyMachine = setup({
       const e = event as Announce
       return e.rank > context.self.rank && (context.coordinator === undefined || later(e.term, context.coordinator.term))
     },
+    /**
+     * Electing or waiting: an announcement from above that is newer than our
+     * claim. (A late re-announce of the coordinator we just declared down is
+     * older, and must not make us follow a dead server.)
+     */
+    newerThanClaimFromHigher: ({ context, event }) => {
+      const e = event as Announce
+      return e.rank > context.self.rank && later(e.term, context.claimed)
+    },
     fromLower: ({ context, event }) => (event as Announce).rank < context.self.rank,
     isCoordinatorDown: ({ context, event }) =>
       event.type === "COORDINATOR_DOWN" && context.coordinator !== undefined && context.coordinator.name === event.name,
@@ -111,12 +122,18 @@ export const bullyMachine = setup({
       term: ({ context, event }) => ("term" in event && event.term !== undefined ? maxTerm(context.term, event.term) : context.term),
     }),
     /** A new epoch above everything seen, claimed with our own rank. */
-    claimTerm: assign({ term: ({ context }) => ({ epoch: context.term.epoch + 1, rank: context.self.rank }) }),
+    claimTerm: assign(({ context }) => {
+      const term = { epoch: context.term.epoch + 1, rank: context.self.rank }
+      return { term, claimed: term }
+    }),
     /**
      * Leading under a term learned from someone else (heard while electing)
      * would reuse their term: claim a new one above it.
      */
-    ownTerm: assign({ term: ({ context }) => (context.term.rank === context.self.rank ? context.term : { epoch: context.term.epoch + 1, rank: context.self.rank }) }),
+    ownTerm: assign(({ context }) => {
+      const term = context.term.rank === context.self.rank ? context.term : { epoch: context.term.epoch + 1, rank: context.self.rank }
+      return { term, claimed: term }
+    }),
     sendElections: enqueueActions(({ context, enqueue }) => {
       for (const p of context.peers) if (p.rank > context.self.rank) enqueue.emit({ type: "sendElection", to: p.name, term: context.term })
     }),
@@ -138,7 +155,7 @@ export const bullyMachine = setup({
   },
 }).createMachine({
   id: "bully",
-  context: ({ input }) => ({ ...input, peers: [], coordinator: undefined, term: { epoch: 0, rank: 0 } }),
+  context: ({ input }) => ({ ...input, peers: [], coordinator: undefined, term: { epoch: 0, rank: 0 }, claimed: { epoch: 0, rank: 0 } }),
   initial: "starting",
   on: {
     PEERS: { actions: "setPeers" },
@@ -154,6 +171,7 @@ export const bullyMachine = setup({
           { actions: "learnTerm" },
         ],
         ELECTION: { actions: "learnTerm" },
+        OK: { actions: "learnTerm" },
       },
       after: { startupTimeout: "electing" },
     },
@@ -166,7 +184,7 @@ export const bullyMachine = setup({
         ELECTION: { actions: "learnTerm" },
         ANNOUNCE: [
           { guard: "fromSelf" },
-          { guard: "newerFromHigher", target: "follower", actions: ["learnTerm", "follow", "notifyChanged"] },
+          { guard: "newerThanClaimFromHigher", target: "follower", actions: ["learnTerm", "follow", "notifyChanged"] },
           { actions: "learnTerm" },
         ],
       },
@@ -178,7 +196,7 @@ export const bullyMachine = setup({
         ELECTION: { actions: "learnTerm" },
         ANNOUNCE: [
           { guard: "fromSelf" },
-          { guard: "newerFromHigher", target: "follower", actions: ["learnTerm", "follow", "notifyChanged"] },
+          { guard: "newerThanClaimFromHigher", target: "follower", actions: ["learnTerm", "follow", "notifyChanged"] },
           // A lower server claims it while we wait for a higher one: the higher
           // one's announcement will supersede it; take note of its term only.
           { actions: "learnTerm" },

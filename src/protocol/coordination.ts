@@ -26,8 +26,6 @@ const Addr = Schema.String.check(Schema.isMaxLength(256), Schema.isPattern(/^tcp
  */
 export const Term = Schema.Struct({ epoch: Count, rank: Count })
 export type Term = typeof Term.Type
-export const termZero: Term = { epoch: 0, rank: 0 }
-export const compareTerms = (a: Term, b: Term) => a.epoch - b.epoch || a.rank - b.rank
 
 export const ReferenceRequestData = {
   rank: Schema.Struct({ user: Name, addr: Schema.optionalKey(Addr) }),
