@@ -88,6 +88,8 @@ export type TraceEvent =
   | { readonly kind: "round"; readonly round: number; readonly used: number; readonly dropped: number }
   | { readonly kind: "adjust"; readonly offsetMs: number; readonly from: string }
   | { readonly kind: "stamp"; readonly timeMs: number }
+  /** A bug caught at the boundary: an intent handler threw, or a machine failed (and was restarted). */
+  | { readonly kind: "error"; readonly where: string; readonly message: string }
 
 /** XState's clock interface (not exported by xstate): what drives every `after` delay. */
 export interface XClock {
@@ -211,7 +213,8 @@ export class CoordinationNode {
   #request(to: string, service: string, data: Record<string, unknown>, lane: string, timeoutMs: number, done: (reply: Record<string, unknown> | undefined) => void) {
     const stamp = this.#stamp()
     this.#env.trace?.({ kind: "send", to, service, clock: stamp.clock })
-    this.#env.net.request(to, encodeEnvelope(service, data, stamp), timeoutMs, lane, (frame) => {
+    const frame = encodeEnvelope(service, data, stamp)
+    const onReply = (frame: Uint8Array | undefined) => {
       if (this.#stopped) return
       if (frame === undefined) return done(undefined)
       const env = decodeEnvelope(frame)
@@ -220,13 +223,24 @@ export class CoordinationNode {
       this.#env.trace?.({ kind: "receive", service: env.envelope.service, clock: env.envelope.meta.clock })
       const data = env.envelope.data
       done(data.status === "erro" ? { ...data, failed: true } : data)
-    })
+    }
+    try {
+      this.#env.net.request(to, frame, timeoutMs, lane, onReply)
+    } catch (error) {
+      // A host bug: report it, and let the request time out like a lost one (retries keep their pace).
+      this.#env.trace?.({ kind: "error", where: `request ${service} to ${to}`, message: error instanceof Error ? error.message : String(error) })
+      this.#later(timeoutMs, () => onReply(undefined))
+    }
   }
 
   #publish(topic: string, service: string, data: Record<string, unknown>) {
     const stamp = this.#stamp()
     this.#env.trace?.({ kind: "send", to: topic, service, clock: stamp.clock })
-    this.#env.net.publish(topic, encodeEnvelope(service, data, stamp))
+    try {
+      this.#env.net.publish(topic, encodeEnvelope(service, data, stamp))
+    } catch (error) {
+      this.#env.trace?.({ kind: "error", where: `publish ${service} on ${topic}`, message: error instanceof Error ? error.message : String(error) })
+    }
   }
 
   #later(ms: number, f: () => void) {
@@ -322,22 +336,27 @@ export class CoordinationNode {
     const m: Machines = { rank, bully, berkeley, referenceBeat, coordinatorBeat: undefined }
     this.#machines = m
 
-    referenceBeat.on("ping", () => this.#beatReference())
-    referenceBeat.on("down", () => this.#setReference(false))
-    referenceBeat.on("up", () => this.#setReference(true))
+    referenceBeat.on("ping", this.#guarded("reference heartbeat", () => this.#beatReference()))
+    referenceBeat.on("down", this.#guarded("reference heartbeat", () => this.#setReference(false)))
+    referenceBeat.on("up", this.#guarded("reference heartbeat", () => this.#setReference(true)))
 
-    bully.on("sendElection", (e) => this.#sendElection(e))
-    bully.on("announce", (e) => this.#publish(coordinatorTopic, "election", { coordinator: c.name, rank, term: e.term }))
-    bully.on("coordinatorChanged", (e) => this.#coordinatorChanged(e))
+    bully.on("sendElection", this.#guarded("election", (e) => this.#sendElection(e)))
+    bully.on("announce", this.#guarded("election", (e) => this.#publish(coordinatorTopic, "election", { coordinator: c.name, rank, term: e.term })))
+    bully.on("coordinatorChanged", this.#guarded("election", (e) => this.#coordinatorChanged(e)))
     let bullyState = ""
-    bully.subscribe((s) => {
-      const value = stateName(s.value)
-      if (value !== bullyState) this.#env.trace?.({ kind: "state", machine: "bully", value: (bullyState = value) })
+    bully.subscribe({
+      next: (s) => {
+        const value = stateName(s.value)
+        if (value !== bullyState) this.#env.trace?.({ kind: "state", machine: "bully", value: (bullyState = value) })
+      },
+      error: (e) => this.#machineFailed("bully", e),
     })
+    berkeley.subscribe({ error: (e) => this.#machineFailed("berkeley", e) })
+    referenceBeat.subscribe({ error: (e) => this.#machineFailed("reference heartbeat", e) })
 
-    berkeley.on("poll", (e) => this.#poll(e))
-    berkeley.on("adjust", (e) => this.#adjust(e))
-    berkeley.on("roundDone", (e) => this.#env.trace?.({ kind: "round", round: e.round, used: e.used, dropped: e.dropped }))
+    berkeley.on("poll", this.#guarded("clock sync", (e) => this.#poll(e)))
+    berkeley.on("adjust", this.#guarded("clock sync", (e) => this.#adjust(e)))
+    berkeley.on("roundDone", this.#guarded("clock sync", (e) => this.#env.trace?.({ kind: "round", round: e.round, used: e.used, dropped: e.dropped })))
 
     berkeley.start()
     bully.start()
@@ -346,6 +365,32 @@ export class CoordinationNode {
       bully.send({ type: "PEERS", peers: this.#peers })
       berkeley.send({ type: "PEERS", peers: this.#peers.map((p) => p.name) })
     }
+  }
+
+  /**
+   * An intent handler that throws must not take the process down (xstate
+   * rethrows a listener's error as an uncaught exception): log it and go on.
+   */
+  #guarded<E>(where: string, handler: (e: E) => void): (e: E) => void {
+    return (e) => {
+      try {
+        handler(e)
+      } catch (error) {
+        this.#env.trace?.({ kind: "error", where, message: error instanceof Error ? (error.stack ?? error.message) : String(error) })
+      }
+    }
+  }
+
+  /** A machine that failed is a bug: report it and start all machines afresh (the election recovers by itself). */
+  #machineFailed(machine: string, error: unknown) {
+    this.#env.trace?.({ kind: "error", where: machine, message: error instanceof Error ? (error.stack ?? error.message) : String(error) })
+    const rank = this.#machines?.rank
+    if (rank === undefined || this.#stopped) return
+    this.#later(0, () => {
+      if (this.#machines?.rank !== rank) return
+      this.#stopMachines()
+      this.#startMachines(rank)
+    })
   }
 
   #stopMachines() {
@@ -379,17 +424,18 @@ export class CoordinationNode {
     if (coordinator === undefined || e.self) return
     const beat = createActor(heartbeatMachine, { clock: this.#env.clock, input: { intervalMs: this.config.heartbeatIntervalMs, livenessMax: this.config.livenessMax } })
     m.coordinatorBeat = beat
-    beat.on("ping", () => {
+    beat.subscribe({ error: (e) => this.#machineFailed("coordinator heartbeat", e) })
+    beat.on("ping", this.#guarded("coordinator heartbeat", () => {
       const addr = this.#addrs.get(coordinator.name)
       if (addr === undefined) return
       this.#request(addr, "ping", { from: this.config.name, term: coordinator.term }, "ping", Math.min(this.config.requestTimeoutMs, this.config.heartbeatIntervalMs), (reply) => {
         if (reply !== undefined && m.coordinatorBeat === beat) beat.send({ type: "PONG" })
       })
-    })
-    beat.on("down", () => {
+    }))
+    beat.on("down", this.#guarded("coordinator heartbeat", () => {
       this.#env.trace?.({ kind: "coordinatorDown", coordinator: coordinator.name })
       this.#machines?.bully.send({ type: "COORDINATOR_DOWN", name: coordinator.name })
-    })
+    }))
     beat.start()
   }
 

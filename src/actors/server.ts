@@ -321,6 +321,7 @@ const hostCoordination = (name: string, settings: CoordinationSettings, stamper:
         clock: { setTimeout: (fn, ms) => setTimeout(fn, ms), clearTimeout: (t) => clearTimeout(t) },
         lamport: stamper.lamport,
         trace: (e) => {
+          if (e.kind === "error") return void run(Effect.logError(`server ${name}: coordination (${e.where}) failed`, e.message))
           const line = logged(name, e)
           if (line !== undefined) run(Effect.logInfo(line))
         },

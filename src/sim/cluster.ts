@@ -82,7 +82,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   const sched = new Scheduler()
   const prng = new Prng(scenario.seed)
   const timeline: Array<string> = []
-  const violations = { monotonic: [] as Array<string>, lamport: [] as Array<string>, terms: [] as Array<string> }
+  const violations = { monotonic: [] as Array<string>, lamport: [] as Array<string>, terms: [] as Array<string>, errors: [] as Array<string> }
   const sampleEveryMs = options.sampleEveryMs ?? 100
   const roundsBeforeClockCheck = options.roundsBeforeClockCheck ?? 3
   const serverDeadAfterMs = options.serverDeadAfterMs ?? 3_500
@@ -195,6 +195,10 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
         log(s.name, `lost coordinator ${e.coordinator}`)
         return
       case "state":
+        return
+      case "error":
+        violations.errors.push(`${s.name}: ${e.where}: ${e.message.split("\n")[0]}`)
+        log(s.name, `ERROR in ${e.where}: ${e.message}`)
         return
     }
   }
@@ -420,6 +424,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
       detail: `largest spread ${clockSpreadMs?.toFixed(3) ?? `not measured (${roundsAfterAgreement} rounds after agreement)`} ms; bound ${clockBoundMs.toFixed(3)} ms (delay asymmetry ${asymmetryMs} ms, drift ${driftMax * 1e6} ppm)`,
     },
     { name: "no server's clock ever runs backwards", ok: violations.monotonic.length === 0, detail: violations.monotonic.slice(0, 3).join("; ") || "every stamp >= the one before" },
+    { name: "no handler or machine failed", ok: violations.errors.length === 0, detail: violations.errors.slice(0, 3).join("; ") || "none" },
     { name: "Lamport clocks respect causality", ok: violations.lamport.length === 0, detail: violations.lamport.slice(0, 3).join("; ") || "every send after its causes" },
   ]
   for (const check of checks) log("CHECK", `${check.ok ? "ok  " : "FAIL"} ${check.name}: ${check.detail}`)
