@@ -1,6 +1,7 @@
 import { Clock, Duration, Effect, Queue, Random, type Scope, Semaphore } from "effect"
 import { type CoordinationConfig, CoordinationNode, type TraceEvent, defaultCoordinationConfig } from "./coordination.ts"
 import { coordinatorTopic } from "../protocol/coordination.ts"
+import { leaseLamport } from "./lamportLease.ts"
 import { decode } from "../protocol/codec.ts"
 import {
   type ClientRequest,
@@ -42,6 +43,8 @@ export interface ServerConfig {
    * that never joins an election (the client services work the same).
    */
   readonly coordination: CoordinationSettings | undefined
+  /** Where the Lamport clock's lease is kept (in the data folder), so a restart never reuses a clock value; none: not kept. */
+  readonly lamportLeaseFile: string | undefined
 }
 
 export interface CoordinationSettings {
@@ -62,6 +65,7 @@ export const defaultServerConfig = (name: string): ServerConfig => ({
   concurrentRequestsMax: 64,
   replicationWaitMs: 500,
   coordination: undefined,
+  lamportLeaseFile: undefined,
 })
 
 /**
@@ -81,6 +85,7 @@ export const server = (config: ServerConfig) =>
     const transport = yield* Transport
     const store = yield* Store
     const stamper = new Stamper(store.maxClock())
+    if (config.lamportLeaseFile !== undefined) leaseLamport(config.lamportLeaseFile, stamper.lamport)
     let seq = store.lastSeq(config.name)
     yield* Effect.logInfo(`server ${config.name}: ${store.opCount()} ops on disk, next seq ${seq + 1}, Lamport clock ${stamper.lamport.current}`)
 

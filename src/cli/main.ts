@@ -116,6 +116,7 @@ const main = async (argv: ReadonlyArray<string>) => {
         proxyFrontend: from(endpoint(values.proxy!, Ports.proxyFrontend)),
         proxyBackend: from(endpoint(values.proxy!, Ports.proxyBackend)),
         coordination: values.reference === "none" ? undefined : coordinationOf(values),
+        lamportLeaseFile: join(data, "lamport"),
       }
       return runMain(Effect.scoped(server(config)).pipe(Effect.provide(Layer.mergeAll(zmq, layerLmdb(data)))))
     }

@@ -12,6 +12,12 @@ export class LamportClock {
     this.#value = initial
   }
 
+  /**
+   * Called with the new value whenever the clock moves (a host persists a
+   * lease with it, so a restarted process never reuses a value it sent).
+   */
+  onAdvance: ((value: number) => void) | undefined
+
   get current(): number {
     return this.#value
   }
@@ -19,12 +25,16 @@ export class LamportClock {
   /** A local event or a send: the value to stamp on it. */
   tick(): number {
     this.#value += 1
+    this.onAdvance?.(this.#value)
     return this.#value
   }
 
   /** A receive. Returns the new local value. Missing or hostile values are ignored. */
   observe(received: number | undefined): number {
-    if (received !== undefined && Number.isSafeInteger(received) && received > this.#value) this.#value = received
+    if (received !== undefined && Number.isSafeInteger(received) && received > this.#value) {
+      this.#value = received
+      this.onAdvance?.(this.#value)
+    }
     return this.#value
   }
 }

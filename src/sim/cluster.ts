@@ -5,7 +5,7 @@ import { LamportClock } from "../machines/lamport.ts"
 import { defaultSlewing } from "../machines/slewingClock.ts"
 import { decodeEnvelope } from "../protocol/messages.ts"
 import { Prng } from "./prng.ts"
-import { type Fault, type Scenario, describeFault, referenceName, serverName } from "./scenario.ts"
+import { type Fault, type Scenario, describeFault, proxyName, referenceName, serverName } from "./scenario.ts"
 import { Scheduler } from "./scheduler.ts"
 
 /**
@@ -14,10 +14,11 @@ import { Scheduler } from "./scheduler.ts"
  * machines, codec and decoders) over a simulated network and simulated
  * physical clocks, all driven by one scheduler and one seeded PRNG.
  *
- * The network is point to point (publications on `servers` go to every
- * other server directly, as if the proxy sat on every link): each message
- * crosses a link with a uniform delay (so messages overtake each other),
- * may be dropped or duplicated, and is lost if the link is cut.
+ * Requests go point to point; publications on `servers` go to the proxy,
+ * then from the proxy to every other server, as in the real topology. Each
+ * message crosses a link with a uniform delay (so messages overtake each
+ * other), may be dropped or duplicated, and is lost if the link is cut or
+ * its destination is down.
  */
 export interface SimOptions {
   /** Overrides of the servers' coordination settings (the defaults are production's). */
@@ -140,7 +141,8 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
     reference = new ReferenceService(registry, { now: () => epochMs + sched.now, ranksChanged: (s) => (ranks = s) })
     log(referenceName, "up")
   }
-  const isAlive = (name: string) => (name === referenceName ? reference !== undefined : servers.get(name)?.alive === true)
+  let proxyUp = true
+  const isAlive = (name: string) => (name === referenceName ? reference !== undefined : name === proxyName ? proxyUp : servers.get(name)?.alive === true)
 
   const rawNow = (s: SimServer) => epochMs + sched.now + (sched.now * s.driftPpm) / 1e6 + s.skewMs + s.stepMs
 
@@ -240,9 +242,11 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
           })
         },
         publish: (_topic, frame) => {
-          for (const other of servers.values()) {
-            if (other !== s) deliver(s.name, other.name, () => other.node?.handleAnnouncement(frame))
-          }
+          deliver(s.name, proxyName, () => {
+            for (const other of servers.values()) {
+              if (other !== s) deliver(proxyName, other.name, () => other.node?.handleAnnouncement(frame))
+            }
+          })
         },
       },
     })
@@ -252,6 +256,11 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   }
 
   const crash = (name: string) => {
+    if (name === proxyName) {
+      if (proxyUp) log(proxyName, "CRASHED")
+      proxyUp = false
+      return
+    }
     if (name === referenceName) {
       if (reference === undefined) return
       reference = undefined
@@ -268,6 +277,11 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
     if (wasCoordinator) coordinatorCrashes.push({ at: sched.now, newCoordinatorAfterMs: undefined })
   }
   const restart = (name: string) => {
+    if (name === proxyName) {
+      if (!proxyUp) log(proxyName, "up")
+      proxyUp = true
+      return
+    }
     if (name === referenceName) {
       if (reference === undefined) startReference()
       return
@@ -289,7 +303,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   }
 
   // --- faults -------------------------------------------------------------------------
-  const allNodes = [referenceName, ...names]
+  const allNodes = [referenceName, proxyName, ...names]
   const applyFault = (f: Fault) => {
     log("FAULT", describeFault(f))
     switch (f.kind) {
@@ -379,6 +393,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
     cut.clear()
     net = { delayMinMs: scenario.healDelayMinMs, delayMaxMs: scenario.healDelayMaxMs, dropRate: 0, duplicateRate: 0 }
     if (reference === undefined) startReference()
+    restart(proxyName)
     for (const s of servers.values()) startServer(s)
   })
   sched.runUntil(endMs, eventsMax)

@@ -6,7 +6,8 @@ import { Prng } from "./prng.ts"
  * heals (no partitions, drops or duplicates; delays stay), crashed nodes
  * restart and clock steps stop; the heal phase checks liveness.
  *
- * Node names: the reference is `reference`, servers are `s1` .. `sN`.
+ * Node names: the reference is `reference`, the proxy `proxy`, servers are
+ * `s1` .. `sN`. Partitions, cuts, crashes and restarts apply to all of them.
  */
 export interface NetworkParams {
   readonly delayMinMs: number
@@ -53,6 +54,8 @@ export interface Scenario {
 
 export const serverName = (i: number) => `s${i + 1}`
 export const referenceName = "reference"
+/** Publications (coordinator announcements) go through the proxy: it can be cut off or crash too. */
+export const proxyName = "proxy"
 
 export const scenarioLimits = {
   serversMax: 7,
@@ -70,7 +73,7 @@ export const generateScenario = (seed: number): Scenario => {
   const r = new Prng(seed)
   const servers = r.int(3, 5)
   const names = Array.from({ length: servers }, (_, i) => serverName(i))
-  const all = [referenceName, ...names]
+  const all = [referenceName, proxyName, ...names]
   const faultPhaseMs = 20_000
   const faults: Array<Fault> = []
   const faultCount = r.int(0, 8)

@@ -1,5 +1,5 @@
 import fc from "fast-check"
-import { type Fault, type Scenario, referenceName, scenarioLimits, serverName } from "../../src/sim/scenario.ts"
+import { type Fault, type Scenario, proxyName, referenceName, scenarioLimits, serverName } from "../../src/sim/scenario.ts"
 
 /** Fault schedules for fast-check: same shape as `generateScenario`, but shrinkable. */
 const faultArb = (nodes: ReadonlyArray<string>, servers: ReadonlyArray<string>, phaseMs: number): fc.Arbitrary<Fault> => {
@@ -17,7 +17,7 @@ const faultArb = (nodes: ReadonlyArray<string>, servers: ReadonlyArray<string>, 
 
 export const scenarioArb: fc.Arbitrary<Scenario> = fc.integer({ min: 3, max: 5 }).chain((servers) => {
   const names = Array.from({ length: servers }, (_, i) => serverName(i))
-  const nodes = [referenceName, ...names]
+  const nodes = [referenceName, proxyName, ...names]
   const faultPhaseMs = 20_000
   return fc.record({
     seed: fc.integer({ min: 0, max: 2 ** 32 - 1 }),

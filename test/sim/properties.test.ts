@@ -45,6 +45,22 @@ describe("coordination under generated faults", () => {
     )
   })
 
+  it("shrinks a failing schedule to a small one that names its cause", () => {
+    // A claim that is false on purpose ("the first agreed coordinator never
+    // crashes"): the run must find a counterexample and shrink it to a
+    // schedule of a fault or two, one of them that crash.
+    const started = performance.now()
+    const r = fc.check(
+      fc.property(scenarioArb, (scenario) => runScenario(scenario).stats.coordinatorCrashes.length === 0),
+      { numRuns: 300, seed: 20261124 },
+    )
+    expect(r.failed).toBe(true)
+    const [shrunk] = r.counterexample!
+    console.log(`sim: shrank to ${shrunk.faults.length} fault(s) in ${r.numShrinks} steps, ${((performance.now() - started) / 1000).toFixed(1)} s: ${JSON.stringify(shrunk.faults)}`)
+    expect(shrunk.faults.length).toBeLessThanOrEqual(2)
+    expect(shrunk.faults.some((f) => f.kind === "crash")).toBe(true)
+  })
+
   it("replays a seed exactly", () => {
     const a = runScenario(generateScenario(42), { timeline: true })
     const b = runScenario(generateScenario(42), { timeline: true })
