@@ -73,6 +73,11 @@ const maxTerm = (a: Term, b: Term | undefined) => (b !== undefined && later(b, a
 
 type Announce = Extract<BullyEvent, { type: "ANNOUNCE" }>
 
+/** Follow the announcer: note its term, take it as coordinator, tell the host. */
+const followIt = ["learnTerm", "follow", "notifyChanged"] as const
+/** A leader that heard of a newer term: claim above it, lead under it, say so. */
+const reclaim = ["learnTerm", "claimTerm", "becomeCoordinator", "notifyChanged", "announce"] as const
+
 export const bullyMachine = setup({
   types: {
     context: {} as BullyContext,
@@ -167,7 +172,7 @@ export const bullyMachine = setup({
         PEERS: { target: "electing", actions: "setPeers" },
         ANNOUNCE: [
           { guard: "fromSelf" },
-          { guard: "newerFromHigher", target: "follower", actions: ["learnTerm", "follow", "notifyChanged"] },
+          { guard: "newerFromHigher", target: "follower", actions: followIt },
           { actions: "learnTerm" },
         ],
         ELECTION: { actions: "learnTerm" },
@@ -184,7 +189,7 @@ export const bullyMachine = setup({
         ELECTION: { actions: "learnTerm" },
         ANNOUNCE: [
           { guard: "fromSelf" },
-          { guard: "newerThanClaimFromHigher", target: "follower", actions: ["learnTerm", "follow", "notifyChanged"] },
+          { guard: "newerThanClaimFromHigher", target: "follower", actions: followIt },
           { actions: "learnTerm" },
         ],
       },
@@ -196,7 +201,7 @@ export const bullyMachine = setup({
         ELECTION: { actions: "learnTerm" },
         ANNOUNCE: [
           { guard: "fromSelf" },
-          { guard: "newerThanClaimFromHigher", target: "follower", actions: ["learnTerm", "follow", "notifyChanged"] },
+          { guard: "newerThanClaimFromHigher", target: "follower", actions: followIt },
           // A lower server claims it while we wait for a higher one: the higher
           // one's announcement will supersede it; take note of its term only.
           { actions: "learnTerm" },
@@ -218,17 +223,17 @@ export const bullyMachine = setup({
         // term above any it has claimed, or it (and whoever heard it) would
         // take our announcement for a stale one.
         ELECTION: [
-          { guard: "outdated", actions: ["learnTerm", "claimTerm", "becomeCoordinator", "notifyChanged", "announce"] },
+          { guard: "outdated", actions: reclaim },
           { actions: "announce" },
         ],
-        OK: [{ guard: "outdated", actions: ["learnTerm", "claimTerm", "becomeCoordinator", "notifyChanged", "announce"] }, { actions: "learnTerm" }],
-        TERM: [{ guard: "outdated", actions: ["learnTerm", "claimTerm", "becomeCoordinator", "notifyChanged", "announce"] }, { actions: "learnTerm" }],
+        OK: [{ guard: "outdated", actions: reclaim }, { actions: "learnTerm" }],
+        TERM: [{ guard: "outdated", actions: reclaim }, { actions: "learnTerm" }],
         ANNOUNCE: [
           { guard: "fromSelf" },
           // A higher server leads with a newer term: we step down. (An older
           // term from above is stale, or a restart that will hear us and
           // claim a newer one.)
-          { guard: "newerFromHigher", target: "follower", actions: ["learnTerm", "follow", "notifyChanged"] },
+          { guard: "newerFromHigher", target: "follower", actions: followIt },
           // A lower server claims to lead (a healed partition): take over with
           // a term above its own, so everyone who followed it switches.
           { guard: "fromLower", target: "leader", reenter: true, actions: ["learnTerm", "claimTerm"] },
@@ -245,7 +250,7 @@ export const bullyMachine = setup({
         ANNOUNCE: [
           { guard: "fromSelf" },
           // A newer coordinator ranked above us: follow it.
-          { guard: "newerFromHigher", target: "follower", reenter: true, actions: ["learnTerm", "follow", "notifyChanged"] },
+          { guard: "newerFromHigher", target: "follower", reenter: true, actions: followIt },
           // A newer coordinator ranked below us: we should lead, take over.
           { guard: "newer", target: "electing", actions: "learnTerm" },
           // Stale: ignore, but remember its epoch.
