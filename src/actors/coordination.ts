@@ -306,8 +306,10 @@ export class CoordinationNode {
       if (m === undefined) return
       // The first list always goes in: it moves the election out of `starting`.
       if (!same || m.bully.getSnapshot().value === "starting") {
-        m.bully.send({ type: "PEERS", peers })
+        // Berkeley first: the election may end at once (no higher peer), and
+        // the first round must poll this list, not the empty one.
         m.berkeley.send({ type: "PEERS", peers: peers.map((p) => p.name) })
+        m.bully.send({ type: "PEERS", peers })
       }
     })
   }
@@ -362,8 +364,8 @@ export class CoordinationNode {
     bully.start()
     referenceBeat.start()
     if (this.#peers.length > 0) {
-      bully.send({ type: "PEERS", peers: this.#peers })
       berkeley.send({ type: "PEERS", peers: this.#peers.map((p) => p.name) })
+      bully.send({ type: "PEERS", peers: this.#peers })
     }
   }
 

@@ -237,6 +237,10 @@ export const bullyMachine = setup({
           // A lower server claims to lead (a healed partition): take over with
           // a term above its own, so everyone who followed it switches.
           { guard: "fromLower", target: "leader", reenter: true, actions: ["learnTerm", "claimTerm"] },
+          // A higher server with an older term (it restarted and forgot the
+          // terms): answer at once rather than at the next interval, so it
+          // hears a lower leader and claims above us now.
+          { actions: "announce" },
         ],
       },
     },

@@ -196,11 +196,12 @@ describe("bully machine: following", () => {
 })
 
 describe("bully machine: leading", () => {
-  it("steps down for a newer announcement from a higher server, not for an older one", () => {
+  it("steps down for a newer announcement from a higher server; answers an older one by announcing", () => {
     const l = leaderC()
     const older = step(l, announce(D, { epoch: 0, rank: 4 }))
     expect(older.s.value).toEqual({ leader: "announcing" })
-    expect(older.out).toEqual([])
+    // d restarted and forgot the terms: it must hear us now to claim above us.
+    expect(older.out).toEqual([{ type: "announce", term: l.context.coordinator!.term }])
     const newer = step(l, announce(D, { epoch: 2, rank: 4 }))
     expect(newer.s.value).toBe("follower")
     expect(newer.s.context.coordinator).toEqual({ name: "d", rank: 4, term: { epoch: 2, rank: 4 } })
