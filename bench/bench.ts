@@ -148,7 +148,10 @@ export const runBench = async (argv: ReadonlyArray<string>) => {
     // bulletin: its servers behind the same broker and proxy.
     const data = mkdtempSync(join(tmpdir(), "bulletin-bench-"))
     const servers = Number(p.values.servers)
-    await Promise.all(Array.from({ length: servers }, (_, i) => start([bin, "server", "--name", `bench-${i + 1}`, "--data", join(data, `s${i + 1}`), "--broker", host, "--proxy", host], /serving requests/)))
+    // As deployed: a reference, each server on its own address (its peer port 5560), elections and clock sync running.
+    await start([bin, "reference", "--host", host], /reference: serving/)
+    const ownHost = (i: number) => host.replace(/\.\d+$/, (last) => `.${Number(last.slice(1)) + 10 + i}`)
+    await Promise.all(Array.from({ length: servers }, (_, i) => start([bin, "server", "--name", `bench-${i + 1}`, "--data", join(data, `s${i + 1}`), "--broker", host, "--proxy", host, "--reference", host, "--host", ownHost(i + 1)], /serving requests/)))
     const setup = new zmq.Request({ linger: 0, receiveTimeout: 5_000 })
     setup.connect(brokerAt)
     for (const v of [{ service: "channel", data: { channel: "bench" } }]) { await setup.send(encode(v)); await setup.receive() }
