@@ -131,6 +131,7 @@ const explore = <E extends EventObject>(machine: AnyStateMachine, options: Optio
 }
 
 const expectFullCoverage = (r: ReturnType<typeof explore>) => {
+  console.log(`coverage: ${r.reached.length}/${r.leaves.length} leaf states, ${r.transitions - r.missing.length}/${r.transitions} transitions, ${r.states} abstract states, ${r.edges} edges`)
   expect(r.leaves.length).toBeGreaterThan(0)
   expect(r.reached).toEqual(r.leaves)
   expect(r.missing).toEqual([])
