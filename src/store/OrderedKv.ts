@@ -22,8 +22,12 @@ export interface OrderedKv {
   readonly get: (key: Key) => unknown
   /** `start` inclusive, `end` exclusive, in key order (or reverse). */
   readonly range: (options: RangeOptions) => Iterable<{ readonly key: Key; readonly value: unknown }>
-  /** Writes every entry or none; resolves once the batch is on disk. */
-  readonly write: (entries: ReadonlyArray<readonly [Key, unknown]>) => Promise<void>
+  /**
+   * Writes every entry or none (a value of `undefined` deletes the key).
+   * Resolves once the batch is on disk; a layer that is durable at once (the
+   * memory layer) returns undefined, so a store over it runs synchronously.
+   */
+  readonly write: (entries: ReadonlyArray<readonly [Key, unknown]>) => Promise<void> | undefined
   readonly close: () => Promise<void>
 }
 
@@ -55,7 +59,7 @@ export const openLmdb = (path: string): OrderedKv => {
     // transaction; `flushed` resolves when that transaction is synced to disk.
     // (Its callback form, `transaction(fn)`, hangs with lmdb 3.5.6 on Node 20.)
     write: async (entries) => {
-      for (const [k, v] of entries) void db.put(k as Array<KeyPart>, v)
+      for (const [k, v] of entries) void (v === undefined ? db.remove(k as Array<KeyPart>) : db.put(k as Array<KeyPart>, v))
       await db.flushed
     },
     close: () => db.close(),
@@ -98,12 +102,15 @@ export const openMemory = (): OrderedKv => {
         }
       }
     },
-    write: async (batch) => {
+    write: (batch) => {
       for (const [key, value] of batch) {
         const { index, found } = find(key)
-        if (found) entries[index] = { key, value }
+        if (value === undefined) {
+          if (found) entries.splice(index, 1)
+        } else if (found) entries[index] = { key, value }
         else entries.splice(index, 0, { key, value })
       }
+      return undefined
     },
     close: async () => {},
   }

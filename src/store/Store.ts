@@ -28,8 +28,18 @@ export interface StoreShape {
   readonly lastSeq: (origin: string) => number
   /** Highest Lamport clock of any stored op, so a restarted server resumes above it. */
   readonly maxClock: () => number
-  /** The op a client request id produced, if any. */
+  /**
+   * The op a client request id produced, if any. If a retry was applied on
+   * two servers (the first reply was lost, the retry landed elsewhere before
+   * replication), both ops are kept in the log but only the first in the
+   * total order (clock, origin, seq) counts: it is the one shown in history
+   * and returned here, on every replica, whatever order the ops arrived in.
+   */
   readonly opForRequest: (id: string) => Op | undefined
+  /** Per origin, the highest seq up to which every op is stored (the replication vector). */
+  readonly vector: () => ReadonlyMap<string, number>
+  /** Stored ops of `origin` with seq > `afterSeq`, ascending, at most `limit`. */
+  readonly opsAfter: (origin: string, afterSeq: number, limit: number) => ReadonlyArray<Op>
   readonly history: (query: HistoryQuery) => Effect.Effect<HistoryPage, StoreError>
   readonly opCount: () => number
 }
@@ -53,9 +63,27 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
   // Ops whose batch is still flushing: LMDB reads do not see them yet.
   const inflight = new Set<string>()
   const inflightRequests = new Map<string, Op>()
+  // The replication vector: per origin, every seq up to `prefix` is stored;
+  // `above` holds stored seqs past a gap.
+  const prefix = new Map<string, number>()
+  const above = new Map<string, Set<number>>()
+  const advance = (origin: string, seq: number) => {
+    let p = prefix.get(origin) ?? 0
+    if (seq <= p) return
+    let rest = above.get(origin)
+    if (seq !== p + 1) {
+      if (rest === undefined) above.set(origin, (rest = new Set()))
+      rest.add(seq)
+      return
+    }
+    p = seq
+    while (rest?.delete(p + 1)) p += 1
+    prefix.set(origin, p)
+  }
   for (const { value } of kv.range({ start: ["op"], end: ["op", keyHigh] })) {
     const op = value as Op
     opCount += 1
+    advance(op.origin, op.seq)
     heads.set(op.origin, Math.max(heads.get(op.origin) ?? 0, op.seq))
     maxClock = Math.max(maxClock, op.clock)
     if (op.kind === "user") users.add(op.user)
@@ -67,27 +95,53 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
       const ref = `${op.origin}\u0000${op.seq}`
       if (inflight.has(ref) || kv.get(opKey(op.origin, op.seq)) !== undefined) return Effect.succeed("duplicate" as const)
       inflight.add(ref)
-      if (op.id !== undefined) inflightRequests.set(op.id, op)
       const entries: Array<readonly [Key, unknown]> = [[opKey(op.origin, op.seq), op]]
-      if (op.id !== undefined) entries.push([["req", op.id], [op.origin, op.seq]])
-      const order = [op.clock, op.origin, op.seq]
-      if (op.kind === "publish") entries.push([["h", "c", op.channel, ...order], postOf(op)])
-      if (op.kind === "message") entries.push([["h", "p", ...pairOf(op.src, op.dst), ...order], postOf(op)])
+      // One op per request id counts: the first in the total order.
+      const rival = op.id === undefined ? undefined : winnerOf(op.id)
+      const wins = rival === undefined || compareOps(op, rival) < 0
+      if (op.id !== undefined && wins) {
+        inflightRequests.set(op.id, op)
+        entries.push([["req", op.id], [op.origin, op.seq]])
+        const lost = rival === undefined ? undefined : historyKey(rival)
+        if (lost !== undefined) entries.push([lost, undefined])
+      }
+      const shown = wins ? historyKey(op) : undefined
+      if (shown !== undefined) entries.push([shown, postOf(op)])
       // In memory first, so requests handled while the batch is flushing see
       // it; the client's reply waits for the flush.
       heads.set(op.origin, Math.max(heads.get(op.origin) ?? 0, op.seq))
+      advance(op.origin, op.seq)
       maxClock = Math.max(maxClock, op.clock)
       opCount += 1
       if (op.kind === "user") users.add(op.user)
       if (op.kind === "channel") channels.add(op.channel)
-      return Effect.tryPromise({
-        try: () => kv.write(entries),
-        catch: (e) => new StoreError({ reason: "Io", message: `write failed: ${(e as Error).message}` }),
-      }).pipe(Effect.as("applied" as const), Effect.ensuring(Effect.sync(() => {
+      const done = () => {
         inflight.delete(ref)
-        if (op.id !== undefined) inflightRequests.delete(op.id)
-      })))
+        if (op.id !== undefined && inflightRequests.get(op.id) === op) inflightRequests.delete(op.id)
+      }
+      let written: Promise<void> | undefined
+      try {
+        written = kv.write(entries)
+      } catch (e) {
+        done()
+        return Effect.fail(new StoreError({ reason: "Io", message: `write failed: ${(e as Error).message}` }))
+      }
+      if (written === undefined) {
+        done()
+        return Effect.succeed("applied" as const)
+      }
+      return Effect.tryPromise({
+        try: () => written,
+        catch: (e) => new StoreError({ reason: "Io", message: `write failed: ${(e as Error).message}` }),
+      }).pipe(Effect.as("applied" as const), Effect.ensuring(Effect.sync(done)))
     })
+
+  const winnerOf = (id: string): Op | undefined => {
+    const pending = inflightRequests.get(id)
+    if (pending !== undefined) return pending
+    const ref = kv.get(["req", id]) as [string, number] | undefined
+    return ref === undefined ? undefined : (kv.get(opKey(ref[0], ref[1])) as Op | undefined)
+  }
 
   const history = (q: HistoryQuery) =>
     Effect.try({
@@ -126,15 +180,24 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
     channels: () => [...channels].sort(),
     lastSeq: (origin) => heads.get(origin) ?? 0,
     maxClock: () => maxClock,
-    opForRequest: (id) => {
-      const pending = inflightRequests.get(id)
-      if (pending !== undefined) return pending
-      const ref = kv.get(["req", id]) as [string, number] | undefined
-      return ref === undefined ? undefined : (kv.get(opKey(ref[0], ref[1])) as Op | undefined)
-    },
+    opForRequest: winnerOf,
+    vector: () => new Map(prefix),
+    opsAfter: (origin, afterSeq, limit) =>
+      [...kv.range({ start: opKey(origin, afterSeq + 1), end: ["op", origin, keyHigh], limit })].map((e) => e.value as Op),
     history,
     opCount: () => opCount,
   }
+}
+
+/** The total order of history: (clock, origin, seq). */
+export const compareOps = (a: Op, b: Op) => a.clock - b.clock || (a.origin < b.origin ? -1 : a.origin > b.origin ? 1 : 0) || a.seq - b.seq
+
+/** Where an op shows in history (posts and private messages only). */
+const historyKey = (op: Op): Key | undefined => {
+  const order = [op.clock, op.origin, op.seq]
+  if (op.kind === "publish") return ["h", "c", op.channel, ...order]
+  if (op.kind === "message") return ["h", "p", ...pairOf(op.src, op.dst), ...order]
+  return undefined
 }
 
 const cursorEquals = (a: Key, b: Key) => a.length === b.length && a.every((x, i) => x === b[i])

@@ -132,3 +132,58 @@ describe("Store on disk", () => {
     expect(again.opForRequest("r77")).toMatchObject({ seq: 77 })
   })
 })
+
+describe("Store: replication vector and request ids", () => {
+  const post = (origin: string, seq: number, clock: number, id?: string): Op => ({
+    kind: "publish", user: "ana", channel: "a", message: `${origin}${seq}`, origin, seq, clock, timestamp: 1_700_000_000_000, ...(id === undefined ? {} : { id }),
+  })
+
+  it("the vector is the contiguous prefix per origin, across gaps and a reopen", async () => {
+    const kv = openMemory()
+    const store = makeStore(kv)
+    for (const op of [post("s1", 1, 1), post("s1", 2, 2), post("s1", 4, 4), post("s2", 2, 1)]) await run(store.apply(op))
+    expect([...store.vector()]).toEqual([["s1", 2]])
+    expect(store.opsAfter("s1", 1, 10).map((o) => o.seq)).toEqual([2, 4])
+    await run(store.apply(post("s1", 3, 3)))
+    await run(store.apply(post("s2", 1, 5)))
+    expect(Object.fromEntries(store.vector())).toEqual({ s1: 4, s2: 2 })
+    // A restart rebuilds it from what is on "disk".
+    expect(Object.fromEntries(makeStore(kv).vector())).toEqual({ s1: 4, s2: 2 })
+    expect(makeStore(kv).opsAfter("s2", 0, 1).map((o) => o.seq)).toEqual([1])
+  })
+
+  it("a request applied on two servers shows once, the same one on every replica, whatever the arrival order", async () => {
+    const opsWithRetries = fc
+      .array(fc.record({ origin: fc.constantFrom("s1", "s2", "s3"), clock: fc.integer({ min: 1, max: 20 }), id: fc.constantFrom("r1", "r2", "r3", undefined) }), { minLength: 1, maxLength: 30 })
+      .map((raw) => {
+        const seqs = new Map<string, number>()
+        return raw.map(({ origin, clock, id }) => {
+          const seq = (seqs.get(origin) ?? 0) + 1
+          seqs.set(origin, seq)
+          return post(origin, seq, clock, id)
+        })
+      })
+    await fc.assert(
+      fc.asyncProperty(opsWithRetries, fc.infiniteStream(fc.nat()), async (ops, randoms) => {
+        const shuffled = [...ops]
+        const r = randoms[Symbol.iterator]()
+        for (let i = shuffled.length - 1; i > 0; i--) {
+          const j = r.next().value! % (i + 1)
+          ;[shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!]
+        }
+        const a = makeStore(openMemory())
+        const b = makeStore(openMemory())
+        for (const op of ops) await run(a.apply(op))
+        for (const op of shuffled) await run(b.apply(op))
+        const ha = (await run(a.history({ channel: "a", limit: 500 }))).posts.map((p) => p.message)
+        const hb = (await run(b.history({ channel: "a", limit: 500 }))).posts.map((p) => p.message)
+        expect(hb).toEqual(ha)
+        // Exactly one entry per request id, plus every op without one.
+        const ids = new Set(ops.flatMap((o) => (o.id === undefined ? [] : [o.id])))
+        expect(ha.length).toBe(ops.filter((o) => o.id === undefined).length + ids.size)
+        for (const id of ids) expect(a.opForRequest(id)).toEqual(b.opForRequest(id))
+      }),
+      { numRuns: 200 },
+    )
+  })
+})
