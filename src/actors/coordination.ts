@@ -106,6 +106,10 @@ export interface CoordinationEnv {
   /** The process's Lamport clock (shared with the rest of the server). */
   readonly lamport: LamportClock
   readonly trace?: (event: TraceEvent) => void
+  /** Every fresh list of live servers from the reference (the replication layer pulls from them). */
+  readonly peersChanged?: (peers: ReadonlyArray<{ readonly name: string; readonly rank: number; readonly addr: string | undefined }>) => void
+  /** The reference is reachable again after this server lost it: it was probably cut off. */
+  readonly rejoined?: () => void
 }
 
 export interface CoordinationSnapshot {
@@ -149,6 +153,8 @@ export class CoordinationNode {
   readonly #addrs = new Map<string, string>()
   readonly #ranks = new Map<string, number>()
   #handled = 0
+  /** The reference was lost at least once (so reaching it again means rejoining). */
+  #referenceLost = false
   /** The last Berkeley offset applied (coordinator, term, round): a duplicate is not applied twice. */
   #lastAdjust: string | undefined
 
@@ -278,6 +284,8 @@ export class CoordinationNode {
     if (this.#referenceUp === up) return
     this.#referenceUp = up
     this.#env.trace?.({ kind: "reference", up })
+    if (up && this.#referenceLost) this.#env.rejoined?.()
+    if (!up) this.#referenceLost = true
   }
 
   #beatReference() {
@@ -300,6 +308,7 @@ export class CoordinationNode {
         if (e.addr !== undefined) this.#addrs.set(e.name, e.addr)
         if (e.name !== this.config.name) peers.push({ name: e.name, rank: e.rank })
       }
+      this.#env.peersChanged?.(list.map((e) => ({ name: e.name, rank: e.rank, addr: e.addr ?? this.#addrs.get(e.name) })))
       const same = peers.length === this.#peers.length && peers.every((p, i) => p.name === this.#peers[i]?.name && p.rank === this.#peers[i]?.rank)
       this.#peers = peers
       const m = this.#machines

@@ -1,7 +1,9 @@
 import { Clock, Duration, Effect, Queue, Random, type Scope, Semaphore } from "effect"
-import { type CoordinationConfig, CoordinationNode, type TraceEvent, defaultCoordinationConfig } from "./coordination.ts"
+import { type CoordinationConfig, type CoordinationNet, CoordinationNode, type TraceEvent, defaultCoordinationConfig } from "./coordination.ts"
 import { coordinatorTopic } from "../protocol/coordination.ts"
 import { leaseLamport } from "./lamportLease.ts"
+import { type ReplicationConfig, ReplicationNode, type ReplicationTrace, defaultReplicationConfig, replicationTopic } from "./replication.ts"
+import { serviceOf } from "../protocol/replication.ts"
 import { decode } from "../protocol/codec.ts"
 import {
   type ClientRequest,
@@ -15,9 +17,9 @@ import {
   okStatus,
   publicationOf,
 } from "../protocol/messages.ts"
-import { type Op, type OpInput, decodeOp, postOf } from "../protocol/ops.ts"
+import { type Op, type OpInput, postOf } from "../protocol/ops.ts"
 import { Store } from "../store/Store.ts"
-import { type Publisher, type Requester, type Subscriber, Transport } from "../transport/Transport.ts"
+import { type Publisher, type Replier, type Requester, type Subscriber, Transport } from "../transport/Transport.ts"
 import { Stamper, supervised } from "./runtime.ts"
 
 export interface ServerConfig {
@@ -43,6 +45,7 @@ export interface ServerConfig {
    * that never joins an election (the client services work the same).
    */
   readonly coordination: CoordinationSettings | undefined
+  readonly replication?: Partial<ReplicationConfig>
   /** Where the Lamport clock's lease is kept (in the data folder), so a restart never reuses a clock value; none: not kept. */
   readonly lamportLeaseFile: string | undefined
 }
@@ -68,16 +71,11 @@ export const defaultServerConfig = (name: string): ServerConfig => ({
   lamportLeaseFile: undefined,
 })
 
-/**
- * Replication topic. Its payload: { service: "replication", data: { op, timestamp, clock } }
- * where op is a Store Op. Every server applies ops of other origins
- * idempotently. (Live push only for now: gap detection and catch-up come with
- * the replication machine.)
- */
-export const replicationTopic = "replication"
+export { replicationTopic }
 
 const pollMs = 10
 const replicationBatchMax = 1_024
+const timers = { setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms), clearTimeout: (t: ReturnType<typeof setTimeout>) => clearTimeout(t) }
 
 /** The server role: client services over the broker, publications and replication over the proxy. */
 export const server = (config: ServerConfig) =>
@@ -86,31 +84,48 @@ export const server = (config: ServerConfig) =>
     const store = yield* Store
     const stamper = new Stamper(store.maxClock())
     if (config.lamportLeaseFile !== undefined) leaseLamport(config.lamportLeaseFile, stamper.lamport)
-    let seq = store.lastSeq(config.name)
-    yield* Effect.logInfo(`server ${config.name}: ${store.opCount()} ops on disk, next seq ${seq + 1}, Lamport clock ${stamper.lamport.current}`)
+    yield* Effect.logInfo(`server ${config.name}: ${store.opCount()} ops on disk, next seq ${store.lastSeq(config.name) + 1}, Lamport clock ${stamper.lamport.current}`)
 
     const publisher = yield* transport.publisher(config.proxyFrontend)
+    const clock = yield* Clock.Clock
+    const run = Effect.runForkWith(yield* Effect.context<Transport | Scope.Scope>())
+    const net = yield* makeNet(publisher, run)
+    const replication = new ReplicationNode(
+      { ...defaultReplicationConfig(config.name), ...config.replication },
+      {
+        net,
+        clock: timers,
+        lamport: stamper.lamport,
+        now: () => stamper.adjust(clock.currentTimeMillisUnsafe()),
+        elapsedNow: () => clock.currentTimeMillisUnsafe(),
+        store: {
+          vector: store.vector,
+          origins: store.origins,
+          lastSeq: store.lastSeq,
+          opsAfter: store.opsAfter,
+          apply: (ops, done) =>
+            void run(Effect.all(ops.map(store.apply), { concurrency: "unbounded", discard: true }).pipe(Effect.match({ onFailure: (e) => done(e), onSuccess: () => done() }))),
+        },
+        trace: (e) => {
+          const line = loggedReplication(config.name, e)
+          if (line !== undefined) run(e.kind === "error" ? Effect.logError(line) : Effect.logInfo(line))
+        },
+      },
+    )
+    yield* Effect.addFinalizer(() => Effect.sync(() => replication.stop()))
 
-    const publishOp = (op: Op) =>
+    /** A new local op: next sequence number, durable, replicated; then its publication for subscribers. */
+    const commit = (input: OpInput) =>
       Effect.gen(function* () {
+        const op = yield* Effect.callback<Op, unknown>((resume) => replication.commit(input, (error, op) => resume(error === undefined ? Effect.succeed(op!) : Effect.fail(error))))
         const post = postOf(op)
         if (post !== undefined) {
           const { topic, payload } = publicationOf(post)
           yield* publisher.publish(topic, payload)
         }
-        const stamp = yield* stamper.stamp
-        yield* publisher.publish(replicationTopic, encodeEnvelope("replication", { op }, stamp))
-      })
-
-    /** A new local op: next sequence number, a Lamport tick, the adjusted physical time. */
-    const commit = (input: OpInput) =>
-      Effect.gen(function* () {
-        seq += 1
-        const op = { ...input, origin: config.name, seq } as Op
-        yield* store.apply(op)
-        yield* publishOp(op)
         return op
       })
+    const whenReady = Effect.callback<void>((resume) => replication.whenReady(() => resume(Effect.void)))
 
     const waitUntil = (known: () => boolean) =>
       Effect.gen(function* () {
@@ -175,6 +190,8 @@ export const server = (config: ServerConfig) =>
         })),
       history: (req) =>
         Effect.gen(function* () {
+          // A server that is catching up (after a restart or a partition) answers once it has.
+          yield* whenReady
           const page = yield* store.history(req.channel !== undefined ? { ...req, channel: req.channel } : { ...req, user: req.user!, peer: req.peer! })
           return yield* reply("history", { status: "OK", messages: page.posts, more: page.more })
         }),
@@ -198,7 +215,8 @@ export const server = (config: ServerConfig) =>
     // Coordinator announcements arrive on the same subscriber.
     const subscriber = yield* transport.subscriber(config.proxyBackend, config.coordination === undefined ? [replicationTopic] : [replicationTopic, coordinatorTopic])
     yield* awaitSubscription(config, publisher, subscriber, stamper)
-    const node = config.coordination === undefined ? undefined : yield* hostCoordination(config.name, config.coordination, stamper, publisher)
+    replication.start()
+    const node = config.coordination === undefined ? undefined : yield* hostCoordination(config.name, config.coordination, stamper, net, replication, run)
     yield* Effect.forkScoped(
       supervised(
         `server ${config.name} replication`,
@@ -206,22 +224,19 @@ export const server = (config: ServerConfig) =>
           Effect.gen(function* () {
             // Everything that has arrived goes to disk in one batch (one fsync).
             const batch = yield* Queue.takeBetween(subscriber.messages, 1, replicationBatchMax)
-            const ops: Array<Op> = []
+            const frames: Array<Uint8Array> = []
             for (const { topic, payload } of batch) {
-              if (topic === coordinatorTopic) {
-                node?.handleAnnouncement(payload)
-                continue
-              }
-              const op = replicatedOp(payload)
-              if (op === undefined || op.origin === config.name) continue
-              stamper.observe(op.clock)
-              ops.push(op)
+              if (topic === coordinatorTopic) node?.handleAnnouncement(payload)
+              else frames.push(payload)
             }
-            yield* Effect.all(ops.map(store.apply), { concurrency: "unbounded", discard: true })
+            yield* Effect.callback<void>((resume) => replication.handlePublications(frames, () => resume(Effect.void)))
           }),
         ),
       ),
     )
+    if (node === undefined) replication.setPeers([])
+    // Catch up before taking requests: a restarted server serves nothing it has not yet caught up on.
+    yield* whenReady
 
     const replier = yield* transport.replier(config.brokerBackend, "connect")
     const permits = yield* Semaphore.make(config.concurrentRequestsMax)
@@ -244,11 +259,6 @@ export const server = (config: ServerConfig) =>
     )
   })
 
-/** A replication payload from another server, checked before it touches the store. */
-const replicatedOp = (payload: Uint8Array): Op | undefined => {
-  const raw = decode(payload)
-  return raw.ok ? decodeOp((raw.value as { data?: { op?: unknown } } | null)?.data?.op) : undefined
-}
 
 /**
  * Subscriptions travel to the proxy asynchronously, so a server that served
@@ -296,17 +306,26 @@ const logged = (name: string, e: TraceEvent): string | undefined => {
   }
 }
 
-/**
- * Runs the coordination node inside the server: peer REP socket, one REQ
- * socket per (peer, lane) with Lazy Pirate timeouts, announcements through
- * the proxy, and the adjusted clock stamping everything the server sends.
- */
-const hostCoordination = (name: string, settings: CoordinationSettings, stamper: Stamper, publisher: Publisher) =>
+/** Replication events worth a log line. */
+const loggedReplication = (name: string, e: ReplicationTrace): string | undefined => {
+  switch (e.kind) {
+    case "caughtUp":
+      return `server ${name}: ${e.caughtUp ? "caught up" : "gave up waiting to catch up"}: ${e.ops} ops pulled from ${e.peers} peers in ${e.ms.toFixed(0)} ms`
+    case "catchingUp":
+      return `server ${name}: catching up`
+    case "gap":
+      return `server ${name}: gap in ${e.origin}: have up to ${e.have}, saw ${e.saw}; pulling`
+    case "error":
+      return `server ${name}: replication (${e.where}) failed: ${e.message}`
+    default:
+      return undefined
+  }
+}
+
+/** Requests (one REQ socket per endpoint and lane, Lazy Pirate timeouts) and publications, as the nodes want them. */
+const makeNet = (publisher: Publisher, run: <A, E>(e: Effect.Effect<A, E, Transport | Scope.Scope>) => unknown) =>
   Effect.gen(function* () {
     const transport = yield* Transport
-    const clock = yield* Clock.Clock
-    const services = yield* Effect.context<Transport | Scope.Scope>()
-    const run = Effect.runForkWith(services)
     const requesters = new Map<string, Requester>()
     const creating = yield* Semaphore.make(1)
     const requesterFor = (endpoint: string, lane: string) =>
@@ -318,36 +337,59 @@ const hostCoordination = (name: string, settings: CoordinationSettings, stamper:
           return Effect.tap(transport.requester(endpoint), (r) => Effect.sync(() => requesters.set(key, r)))
         }),
       )
+    const net: CoordinationNet = {
+      request: (to, frame, timeoutMs, lane, done) =>
+        void run(
+          requesterFor(to, lane).pipe(
+            Effect.flatMap((r) => r.request(frame, timeoutMs)),
+            Effect.match({ onFailure: () => done(undefined), onSuccess: (reply) => done(reply) }),
+          ),
+        ),
+      publish: (topic, frame) => void run(publisher.publish(topic, frame)),
+    }
+    return net
+  })
+
+/**
+ * Runs the coordination node inside the server: the peer REP socket (shared
+ * with replication's catch-up requests), announcements through the proxy,
+ * and the adjusted clock stamping everything the server sends.
+ */
+const hostCoordination = (
+  name: string,
+  settings: CoordinationSettings,
+  stamper: Stamper,
+  net: CoordinationNet,
+  replication: ReplicationNode,
+  run: <A, E>(e: Effect.Effect<A, E, Transport | Scope.Scope>) => unknown,
+) =>
+  Effect.gen(function* () {
+    const transport = yield* Transport
+    const clock = yield* Clock.Clock
     const node = new CoordinationNode(
       { ...defaultCoordinationConfig(name, settings.reference, settings.peerAddr), ...settings.tuning },
       {
         rawNow: () => clock.currentTimeMillisUnsafe(),
         // The host's timers drive the machines' delays (the simulator gives its own).
-        clock: { setTimeout: (fn, ms) => setTimeout(fn, ms), clearTimeout: (t) => clearTimeout(t) },
+        clock: timers,
         lamport: stamper.lamport,
         trace: (e) => {
           if (e.kind === "error") return void run(Effect.logError(`server ${name}: coordination (${e.where}) failed`, e.message))
           const line = logged(name, e)
           if (line !== undefined) run(Effect.logInfo(line))
         },
-        net: {
-          request: (to, frame, timeoutMs, lane, done) =>
-            void run(
-              requesterFor(to, lane).pipe(
-                Effect.flatMap((r) => r.request(frame, timeoutMs)),
-                Effect.match({ onFailure: () => done(undefined), onSuccess: (reply) => done(reply) }),
-              ),
-            ),
-          publish: (topic, frame) => void run(publisher.publish(topic, frame)),
-        },
+        net,
+        peersChanged: (peers) => replication.setPeers(peers),
+        rejoined: () => replication.rejoined(),
       },
     )
     stamper.adjust = (raw) => node.adjusted(raw)
-    const peers = yield* transport.replier(settings.peerBind, "bind")
+    const peers: Replier = yield* transport.replier(settings.peerBind, "bind")
+    const answer = (frame: Uint8Array) => (serviceOf(frame) === "replicate" ? replication.handlePeerRequest(frame) : node.handlePeerRequest(frame))
     yield* Effect.forkScoped(
       supervised(
         `server ${name} peers`,
-        Effect.forever(Effect.flatMap(Queue.take(peers.requests), (request) => request.reply(node.handlePeerRequest(request.frame)))),
+        Effect.forever(Effect.flatMap(Queue.take(peers.requests), (request) => request.reply(answer(request.frame)))),
       ),
     )
     yield* Effect.addFinalizer(() => Effect.sync(() => node.stop()))

@@ -19,6 +19,10 @@ export const Limits = {
   serviceCharsMax: 32,
   /** Client request ids (our extension for safe retries). */
   requestIdCharsMax: 64,
+  /** Origins (servers ever) in a replication vector. */
+  originsMax: 1_024,
+  /** A catch-up reply's ops, encoded: below `frameBytesMax` with room for the envelope. */
+  replicateReplyBytesMax: 48 * 1024,
   historyLimitDefault: 50,
   historyLimitMax: 500,
   /** Lamport clocks beyond this are refused: a hostile peer must not be able to push ours to overflow. */

@@ -38,6 +38,8 @@ export interface StoreShape {
   readonly opForRequest: (id: string) => Op | undefined
   /** Per origin, the highest seq up to which every op is stored (the replication vector). */
   readonly vector: () => ReadonlyMap<string, number>
+  /** Every origin with a stored op. */
+  readonly origins: () => ReadonlyArray<string>
   /** Stored ops of `origin` with seq > `afterSeq`, ascending, at most `limit`. */
   readonly opsAfter: (origin: string, afterSeq: number, limit: number) => ReadonlyArray<Op>
   readonly history: (query: HistoryQuery) => Effect.Effect<HistoryPage, StoreError>
@@ -182,6 +184,7 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
     maxClock: () => maxClock,
     opForRequest: winnerOf,
     vector: () => new Map(prefix),
+    origins: () => [...heads.keys()],
     opsAfter: (origin, afterSeq, limit) =>
       [...kv.range({ start: opKey(origin, afterSeq + 1), end: ["op", origin, keyHigh], limit })].map((e) => e.value as Op),
     history,

@@ -1,0 +1,289 @@
+import { type Actor, createActor } from "xstate"
+import type { LamportClock } from "../machines/lamport.ts"
+import { replicationMachine } from "../machines/replication.ts"
+import { encode } from "../protocol/codec.ts"
+import { Limits } from "../protocol/limits.ts"
+import { decodeEnvelope, encodeEnvelope, errorReply } from "../protocol/messages.ts"
+import { type Op, type OpInput, decodeOp } from "../protocol/ops.ts"
+import { decodeReplicate } from "../protocol/replication.ts"
+import type { CoordinationNet, XClock } from "./coordination.ts"
+
+/**
+ * A server's replication layer: numbers and publishes its own ops, applies
+ * everyone else's (live, from the `replication` topic), notices gaps, and
+ * pulls what it missed from peers (the replication machine decides whom and
+ * when). Like the coordination node it does no I/O and reads no clock: the
+ * server gives it ZeroMQ and LMDB, the simulator a simulated network and the
+ * memory store.
+ */
+export interface ReplicationConfig {
+  readonly name: string
+  readonly syncIntervalMs: number
+  readonly syncTimeoutMs: number
+  readonly catchUpTimeoutMs: number
+  readonly startupTimeoutMs: number
+  /** Encoded ops in one catch-up reply. */
+  readonly replyBytesMax: number
+}
+
+export const defaultReplicationConfig = (name: string): ReplicationConfig => ({
+  name,
+  syncIntervalMs: 2_000,
+  syncTimeoutMs: 1_500,
+  catchUpTimeoutMs: 10_000,
+  startupTimeoutMs: 3_000,
+  replyBytesMax: Limits.replicateReplyBytesMax,
+})
+
+/** What the node needs of the Store: synchronous reads, a durable batch apply. */
+export interface ReplicationStore {
+  readonly vector: () => ReadonlyMap<string, number>
+  readonly origins: () => ReadonlyArray<string>
+  readonly lastSeq: (origin: string) => number
+  readonly opsAfter: (origin: string, afterSeq: number, limit: number) => ReadonlyArray<Op>
+  /** Makes the ops durable (idempotently); `done` once they are, with an error if not. */
+  readonly apply: (ops: ReadonlyArray<Op>, done: (error?: unknown) => void) => void
+}
+
+export type ReplicationTrace =
+  | { readonly kind: "caughtUp"; readonly caughtUp: boolean; readonly ops: number; readonly ms: number; readonly peers: number }
+  | { readonly kind: "catchingUp" }
+  | { readonly kind: "pulled"; readonly peer: string; readonly ops: number; readonly more: boolean }
+  | { readonly kind: "gap"; readonly origin: string; readonly have: number; readonly saw: number }
+  | { readonly kind: "error"; readonly where: string; readonly message: string }
+
+export interface ReplicationEnv {
+  readonly net: CoordinationNet
+  readonly clock: XClock
+  readonly lamport: LamportClock
+  /** The adjusted physical time (ms) that stamps ops and messages. */
+  readonly now: () => number
+  /** Raw monotonic time for measuring durations. */
+  readonly elapsedNow: () => number
+  readonly store: ReplicationStore
+  readonly trace?: (event: ReplicationTrace) => void
+}
+
+export const replicationTopic = "replication"
+
+export class ReplicationNode {
+  readonly config: ReplicationConfig
+  readonly #env: ReplicationEnv
+  #actor: Actor<typeof replicationMachine> | undefined
+  #stopped = false
+  #ready = false
+  #everReady = false
+  readonly #waiters: Array<() => void> = []
+  readonly #addrs = new Map<string, string>()
+  #seq: number
+  /** Catch-up measurements: ops pulled since the last `catchingUp`. */
+  #pulledOps = 0
+  #catchUpStarted = 0
+
+  constructor(config: ReplicationConfig, env: ReplicationEnv) {
+    this.config = config
+    this.#env = env
+    this.#seq = env.store.lastSeq(config.name)
+  }
+
+  /** History (and the first requests) may be served: caught up, or gave up waiting. */
+  get ready(): boolean {
+    return this.#ready
+  }
+
+  /** Calls back once the node is ready (at once if it is). */
+  whenReady(f: () => void): void {
+    if (this.#ready) f()
+    else this.#waiters.push(f)
+  }
+
+  get state(): string {
+    const v = this.#actor?.getSnapshot().value
+    return v === undefined ? "stopped" : typeof v === "string" ? v : Object.entries(v).map(([k, x]) => `${k}.${String(x)}`).join(",")
+  }
+
+  start(): void {
+    const c = this.config
+    const actor = createActor(replicationMachine, {
+      clock: this.#env.clock,
+      input: { self: c.name, syncIntervalMs: c.syncIntervalMs, syncTimeoutMs: c.syncTimeoutMs, catchUpTimeoutMs: c.catchUpTimeoutMs, startupTimeoutMs: c.startupTimeoutMs },
+    })
+    this.#actor = actor
+    actor.on("pull", this.#guarded("pull", (e) => this.#pull(e.peer)))
+    actor.on("catchingUp", this.#guarded("catchingUp", () => {
+      this.#ready = false
+      this.#pulledOps = 0
+      this.#catchUpStarted = this.#env.elapsedNow()
+      this.#env.trace?.({ kind: "catchingUp" })
+    }))
+    actor.on("ready", this.#guarded("ready", (e) => {
+      this.#ready = true
+      this.#everReady = true
+      this.#env.trace?.({ kind: "caughtUp", caughtUp: e.caughtUp, ops: this.#pulledOps, ms: this.#env.elapsedNow() - this.#catchUpStarted, peers: actor.getSnapshot().context.peers.length })
+      for (const w of this.#waiters.splice(0)) w()
+    }))
+    actor.subscribe({ error: (e) => this.#env.trace?.({ kind: "error", where: "replication machine", message: String(e) }) })
+    this.#catchUpStarted = this.#env.elapsedNow()
+    actor.start()
+  }
+
+  stop(): void {
+    this.#stopped = true
+    this.#actor?.stop()
+  }
+
+  /** The live peers and their endpoints (from the reference's list, via the coordination layer). */
+  setPeers(peers: ReadonlyArray<{ readonly name: string; readonly addr: string | undefined }>): void {
+    for (const p of peers) if (p.addr !== undefined) this.#addrs.set(p.name, p.addr)
+    this.#actor?.send({ type: "PEERS", peers: peers.filter((p) => p.name !== this.config.name).map((p) => p.name) })
+  }
+
+  /** This server lost the cluster for a while (the reference was unreachable) and is back. */
+  rejoined(): void {
+    this.#actor?.send({ type: "REJOINED" })
+  }
+
+  /**
+   * A new op of this server: the next sequence number, a Lamport tick and the
+   * adjusted time, durable before `done`, then published to the others.
+   */
+  commit(input: OpInput, done: (error: unknown, op?: Op) => void): void {
+    this.#seq = Math.max(this.#seq, this.#env.store.lastSeq(this.config.name)) + 1
+    const op = { ...input, origin: this.config.name, seq: this.#seq } as Op
+    this.#env.store.apply([op], (error) => {
+      if (error !== undefined) return done(error)
+      this.publish(op)
+      done(undefined, op)
+    })
+  }
+
+  /** Publishes an op of ours on the replication topic. */
+  publish(op: Op): void {
+    const frame = encodeEnvelope("replication", { op }, { clock: this.#env.lamport.tick(), timestampMs: Math.floor(this.#env.now()) })
+    try {
+      this.#env.net.publish(replicationTopic, frame)
+    } catch (error) {
+      this.#env.trace?.({ kind: "error", where: "publish", message: String(error) })
+    }
+  }
+
+  /** Live ops from the `replication` topic (several frames at once: one durable batch). */
+  handlePublications(frames: ReadonlyArray<Uint8Array>, done?: () => void): void {
+    const ops: Array<Op> = []
+    for (const frame of frames) {
+      const env = decodeEnvelope(frame)
+      if (!env.ok) continue
+      this.#env.lamport.observe(env.envelope.meta.clock)
+      const op = decodeOp((env.envelope.data as { op?: unknown }).op)
+      if (op === undefined || op.origin === this.config.name) continue
+      this.#env.lamport.observe(op.clock)
+      ops.push(op)
+    }
+    if (ops.length === 0) return done?.()
+    this.#apply(ops, () => {
+      this.#checkGaps(ops)
+      done?.()
+    })
+  }
+
+  /** A `replicate` request on the peer port: our ops past the asker's vector, within the reply budget. */
+  handlePeerRequest(frame: Uint8Array): Uint8Array {
+    const decoded = decodeReplicate(frame)
+    this.#env.lamport.observe(decoded.meta?.clock)
+    const stamp = () => ({ clock: this.#env.lamport.tick(), timestampMs: Math.floor(this.#env.now()) })
+    if (!decoded.ok) return errorReply("replicate", decoded.description, stamp())
+    const theirs = decoded.value.vector
+    const ops: Array<Op> = []
+    let bytes = 0
+    let more = false
+    const store = this.#env.store
+    for (const origin of store.origins()) {
+      const after = theirs[origin] ?? 0
+      if (store.lastSeq(origin) <= after || more) continue
+      const batch = store.opsAfter(origin, after, 256)
+      for (const op of batch) {
+        const size = encode(op).byteLength
+        if (bytes + size > this.config.replyBytesMax && ops.length > 0) {
+          more = true
+          break
+        }
+        ops.push(op)
+        bytes += size
+      }
+      if (batch.length === 256) more = true
+    }
+    return encodeEnvelope("replicate", { ops, more }, stamp())
+  }
+
+  #pull(peer: string) {
+    const addr = this.#addrs.get(peer)
+    if (addr === undefined) return this.#actor?.send({ type: "PULL_FAILED", peer })
+    const vector = Object.fromEntries(this.#env.store.vector())
+    const frame = encodeEnvelope("replicate", { vector }, { clock: this.#env.lamport.tick(), timestampMs: Math.floor(this.#env.now()) })
+    const failed = () => this.#actor?.send({ type: "PULL_FAILED", peer })
+    try {
+      this.#env.net.request(addr, frame, this.config.syncTimeoutMs, "replicate", (reply) => {
+        if (this.#stopped) return
+        const env = reply === undefined ? undefined : decodeEnvelope(reply)
+        if (env === undefined || !env.ok || env.envelope.data.status === "erro") return failed()
+        this.#env.lamport.observe(env.envelope.meta.clock)
+        const raw = env.envelope.data.ops
+        const ops = (Array.isArray(raw) ? raw : []).map(decodeOp).filter((o): o is Op => o !== undefined)
+        for (const op of ops) this.#env.lamport.observe(op.clock)
+        const more = env.envelope.data.more === true
+        const report = () => {
+          this.#pulledOps += ops.length
+          this.#env.trace?.({ kind: "pulled", peer, ops: ops.length, more })
+          this.#actor?.send({ type: "PULLED", peer, more })
+        }
+        if (ops.length === 0) return report()
+        this.#apply(ops, report, failed)
+      })
+    } catch (error) {
+      this.#env.trace?.({ kind: "error", where: `pull from ${peer}`, message: String(error) })
+      failed()
+    }
+  }
+
+  #apply(ops: ReadonlyArray<Op>, then: () => void, failed?: () => void) {
+    this.#env.store.apply(ops, (error) => {
+      if (this.#stopped) return
+      if (error !== undefined) {
+        this.#env.trace?.({ kind: "error", where: "store", message: String(error) })
+        return failed?.()
+      }
+      // Our own ops from a previous life (a lost disk): never reuse their numbers.
+      const own = ops.reduce((m, op) => (op.origin === this.config.name ? Math.max(m, op.seq) : m), 0)
+      if (own > this.#seq) this.#seq = own
+      then()
+    })
+  }
+
+  #checkGaps(ops: ReadonlyArray<Op>) {
+    const vector = this.#env.store.vector()
+    const seen = new Map<string, number>()
+    for (const op of ops) seen.set(op.origin, Math.max(seen.get(op.origin) ?? 0, op.seq))
+    for (const [origin, saw] of seen) {
+      const have = vector.get(origin) ?? 0
+      if (have < saw) {
+        this.#env.trace?.({ kind: "gap", origin, have, saw })
+        this.#actor?.send({ type: "GAP", origin })
+      }
+    }
+  }
+
+  #guarded<E>(where: string, handler: (e: E) => void): (e: E) => void {
+    return (e) => {
+      try {
+        handler(e)
+      } catch (error) {
+        this.#env.trace?.({ kind: "error", where, message: error instanceof Error ? (error.stack ?? error.message) : String(error) })
+      }
+    }
+  }
+
+  /** Ready at least once since start: the server may take requests. */
+  get started(): boolean {
+    return this.#everReady
+  }
+}
