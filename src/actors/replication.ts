@@ -151,6 +151,7 @@ export class ReplicationNode {
     this.#seq = Math.max(this.#seq, this.#env.store.lastSeq(this.config.name)) + 1
     const op = { ...input, origin: this.config.name, seq: this.#seq } as Op
     this.#env.store.apply([op], (error) => {
+      if (this.#stopped) return
       if (error !== undefined) return done(error)
       this.publish(op)
       done(undefined, op)

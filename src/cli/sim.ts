@@ -24,17 +24,29 @@ export const runSimCli = (argv: ReadonlyArray<string>) => {
     let agreement = 0
     let spread = 0
     let takeover = 0
+    let written = 0
+    let acknowledged = 0
+    let catchUpOps = 0
+    let catchUpMs = 0
     for (let seed = first; seed < first + count; seed++) {
       const r = runScenario(generateScenario(seed))
       if (!r.ok) failed.push(seed)
       agreement = Math.max(agreement, r.stats.agreementAfterHealMs ?? 0)
       spread = Math.max(spread, r.stats.clockSpreadMs ?? 0)
       for (const c of r.stats.coordinatorCrashes) takeover = Math.max(takeover, c.newCoordinatorAfterMs ?? 0)
+      written += r.stats.written
+      acknowledged += r.stats.acknowledged
+      for (const c of r.stats.catchUps) {
+        catchUpOps = Math.max(catchUpOps, c.ops)
+        catchUpMs = Math.max(catchUpMs, c.ms)
+      }
     }
     const seconds = (performance.now() - started) / 1000
     console.log(`${count} schedules in ${seconds.toFixed(1)} s: ${(count / seconds).toFixed(1)} schedules/s`)
     console.log(`longest agreement after healing: ${agreement} ms; largest clock spread after sync: ${spread.toFixed(3)} ms`)
     console.log(`longest time to a new coordinator after a coordinator crash (faults still running): ${takeover} ms`)
+    console.log(`client posts: ${written} written, ${acknowledged} acknowledged, every acknowledged one on every replica exactly once${failed.length === 0 ? "" : " (except in the failed seeds)"}`)
+    console.log(`largest catch-up: ${catchUpOps} ops; longest: ${catchUpMs.toFixed(0)} ms (simulated)`)
     console.log(failed.length === 0 ? "every property held" : `properties failed for seeds: ${failed.join(" ")} (replay: bulletin sim --seed S)`)
     process.exitCode = failed.length === 0 ? 0 : 1
     return

@@ -1,6 +1,13 @@
 import { type CoordinationConfig, CoordinationNode, type TraceEvent, defaultCoordinationConfig } from "../actors/coordination.ts"
 import { ReferenceService } from "../actors/reference.ts"
 import { Registry, type RegistrySnapshot } from "../actors/registry.ts"
+import { ReplicationNode, defaultReplicationConfig, replicationTopic } from "../actors/replication.ts"
+import { serviceOf } from "../protocol/replication.ts"
+import type { Op } from "../protocol/ops.ts"
+import { type OrderedKv, openMemory } from "../store/OrderedKv.ts"
+import { type HistoryPage, type StoreShape, makeStore } from "../store/Store.ts"
+import type { Post } from "../protocol/messages.ts"
+import { Effect } from "effect"
 import { LamportClock } from "../machines/lamport.ts"
 import { defaultSlewing } from "../machines/slewingClock.ts"
 import { decodeEnvelope } from "../protocol/messages.ts"
@@ -31,6 +38,7 @@ export interface SimOptions {
   /** Keep a readable timeline (costs time; the CLI wants it, property tests do not). */
   readonly timeline?: boolean
   readonly eventsMax?: number
+  readonly replication?: Partial<import("../actors/replication.ts").ReplicationConfig>
 }
 
 export interface Check {
@@ -57,7 +65,70 @@ export interface SimResult {
     readonly roundsAfterAgreement: number
     /** Each crash of the agreed coordinator, and how long until all live servers agreed on a new one (undefined: not within the run). */
     readonly coordinatorCrashes: ReadonlyArray<{ readonly at: number; readonly newCoordinatorAfterMs: number | undefined }>
+    /** Client posts written and acknowledged (the set check's denominator). */
+    readonly written: number
+    readonly acknowledged: number
+    /** Catch-ups: ops pulled and how long each took. */
+    readonly catchUps: ReadonlyArray<{ readonly ops: number; readonly ms: number }>
   }
+}
+
+const clientName = "client"
+
+/** Every post in a replica's channel history, paging forward from the start. */
+const fullHistory = (store: StoreShape) => {
+  const posts: Array<{ message: string; origin: string; seq: number; clock: number }> = []
+  let after: [number, string, number] | number = 0
+  for (let page = 0; page < 10_000; page++) {
+    const p: HistoryPage = Effect.runSync(store.history({ channel: "general", after, limit: 500 }))
+    for (const x of p.posts) posts.push({ message: x.message, origin: x.origin, seq: x.seq, clock: x.clock })
+    const last: Post | undefined = p.posts.at(-1)
+    if (!p.more || last === undefined) break
+    after = [last.clock, last.origin, last.seq]
+  }
+  return posts
+}
+
+/**
+ * Jepsen's set check on every live replica, and replica equality: every
+ * acknowledged post present exactly once (none lost, none duplicated), no
+ * post that no client wrote, and all replicas holding the same history in
+ * the same order (compared as a digest).
+ */
+export const replicaChecks = (
+  replicas: ReadonlyArray<{ readonly name: string; readonly store: StoreShape | undefined }>,
+  writes: ReadonlyArray<{ readonly message: string; readonly acked: boolean }>,
+): Array<Check> => {
+  const written = new Set(writes.map((w) => w.message))
+  const acked = writes.filter((w) => w.acked)
+  const problems: Array<string> = []
+  const digests = new Map<string, Array<string>>()
+  let present = 0
+  for (const r of replicas) {
+    if (r.store === undefined) continue
+    const posts = fullHistory(r.store)
+    const count = new Map<string, number>()
+    for (const p of posts) count.set(p.message, (count.get(p.message) ?? 0) + 1)
+    const lost = acked.filter((w) => (count.get(w.message) ?? 0) === 0).length
+    const duplicated = [...count.values()].filter((c) => c > 1).length
+    const phantom = posts.filter((p) => !written.has(p.message)).length
+    present = Math.max(present, acked.length - lost)
+    if (lost + duplicated + phantom > 0) problems.push(`${r.name}: ${lost} lost, ${duplicated} duplicated, ${phantom} never written`)
+    const digest = posts.map((p) => `${p.clock}/${p.origin}/${p.seq}/${p.message}`).join("|")
+    digests.set(digest, [...(digests.get(digest) ?? []), r.name])
+  }
+  return [
+    {
+      name: "every acknowledged post on every live replica exactly once",
+      ok: problems.length === 0,
+      detail: problems.join("; ") || `${acked.length} acknowledged of ${writes.length} written; all present once on ${replicas.length} replicas`,
+    },
+    {
+      name: "replicas identical after quiescence",
+      ok: digests.size <= 1,
+      detail: digests.size <= 1 ? `${digests.size === 1 ? "one digest" : "no replicas"}` : [...digests.values()].map((names) => `{${names.join(" ")}}`).join(" differ from ") ,
+    },
+  ]
 }
 
 /** Simulated epoch: times look like 2026 dates in the timeline and on the wire. */
@@ -72,6 +143,10 @@ interface SimServer {
   alive: boolean
   incarnation: number
   node: CoordinationNode | undefined
+  replication: ReplicationNode | undefined
+  /** The server's disk: survives crashes. Its Store (indexes in memory) is rebuilt at each start. */
+  readonly kv: OrderedKv
+  store: StoreShape | undefined
   /** Lamport clock: survives restarts, as the server's store keeps it. */
   readonly lamport: LamportClock
   lastStamp: number
@@ -122,6 +197,9 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
         alive: false,
         incarnation: 0,
         node: undefined,
+        replication: undefined,
+        kv: openMemory(),
+        store: undefined,
         lamport: new LamportClock(),
         lastStamp: Number.NEGATIVE_INFINITY,
         lastSendClock: 0,
@@ -142,7 +220,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
     log(referenceName, "up")
   }
   let proxyUp = true
-  const isAlive = (name: string) => (name === referenceName ? reference !== undefined : name === proxyName ? proxyUp : servers.get(name)?.alive === true)
+  const isAlive = (name: string) => (name === clientName ? true : name === referenceName ? reference !== undefined : name === proxyName ? proxyUp : servers.get(name)?.alive === true)
 
   const rawNow = (s: SimServer) => epochMs + sched.now + (sched.now * s.driftPpm) / 1e6 + s.skewMs + s.stepMs
 
@@ -205,6 +283,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
     }
   }
   const termHolders = new Map<string, string>()
+  const catchUps: Array<{ ops: number; ms: number }> = []
   const c = { ...defaultCoordinationConfig("x", referenceAddr, undefined), ...options.config }
 
   const config = (s: SimServer) => ({ ...defaultCoordinationConfig(s.name, referenceAddr, s.addr), ...options.config })
@@ -215,43 +294,78 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
     s.incarnation += 1
     s.lastStamp = Number.NEGATIVE_INFINITY
     const clock = sched.xstateClock()
+    const incarnation = s.incarnation
+    const net = {
+      request: (to: string, frame: Uint8Array, timeoutMs: number, _lane: string, done: (reply: Uint8Array | undefined) => void) => {
+        let finished = false
+        const timer = sched.after(timeoutMs, () => {
+          if (finished) return
+          finished = true
+          done(undefined)
+        })
+        const target = byAddr.get(to)
+        if (target === undefined) return
+        deliver(s.name, target, () => {
+          const reply = handle(target, frame)
+          if (reply === undefined) return
+          deliver(target, s.name, () => {
+            if (finished || s.incarnation !== incarnation || !s.alive) return
+            finished = true
+            sched.cancel(timer)
+            done(reply)
+          })
+        })
+      },
+      publish: (topic: string, frame: Uint8Array) => {
+        deliver(s.name, proxyName, () => {
+          for (const other of servers.values()) {
+            if (other === s) continue
+            deliver(proxyName, other.name, () => (topic === replicationTopic ? other.replication?.handlePublications([frame]) : other.node?.handleAnnouncement(frame)))
+          }
+        })
+      },
+    }
+    // A fresh Store over the same disk: indexes rebuilt, nothing in memory kept.
+    const store = makeStore(s.kv)
+    s.store = store
+    const replication = new ReplicationNode({ ...defaultReplicationConfig(s.name), ...options.replication }, {
+      net,
+      clock,
+      lamport: s.lamport,
+      now: () => s.node?.now() ?? rawNow(s),
+      elapsedNow: () => sched.now,
+      store: {
+        vector: store.vector,
+        origins: store.origins,
+        lastSeq: store.lastSeq,
+        opsAfter: store.opsAfter,
+        // Durable at once (the memory disk); the caller hears of it after a simulated fsync.
+        apply: (ops, done) => {
+          Effect.runSync(Effect.all(ops.map(store.apply), { discard: true }))
+          sched.after(prng.real(0.1, 2), () => s.incarnation === incarnation && s.alive && done())
+        },
+      },
+      trace: (e) => {
+        if (e.kind === "error") violations.errors.push(`${s.name}: replication ${e.where}: ${e.message.split("\n")[0]}`)
+        if (e.kind === "caughtUp") catchUps.push({ ops: e.ops, ms: e.ms })
+        if (e.kind === "caughtUp") log(s.name, `${e.caughtUp ? "caught up" : "GAVE UP catching up"}: ${e.ops} ops from ${e.peers} peers in ${e.ms.toFixed(0)} ms`)
+        if (e.kind === "catchingUp") log(s.name, "catching up")
+        if (e.kind === "gap") log(s.name, `gap in ${e.origin}: have ${e.have}, saw ${e.saw}`)
+      },
+    })
+    s.replication = replication
     const node = new CoordinationNode(config(s), {
       rawNow: () => rawNow(s),
       clock,
       lamport: s.lamport,
       trace: (e) => trace(s, e),
-      net: {
-        request: (to, frame, timeoutMs, _lane, done) => {
-          let finished = false
-          const timer = sched.after(timeoutMs, () => {
-            if (finished) return
-            finished = true
-            done(undefined)
-          })
-          const target = byAddr.get(to)
-          if (target === undefined) return
-          deliver(s.name, target, () => {
-            const reply = handle(target, frame)
-            if (reply === undefined) return
-            deliver(target, s.name, () => {
-              if (finished || s.node !== node) return
-              finished = true
-              sched.cancel(timer)
-              done(reply)
-            })
-          })
-        },
-        publish: (_topic, frame) => {
-          deliver(s.name, proxyName, () => {
-            for (const other of servers.values()) {
-              if (other !== s) deliver(proxyName, other.name, () => other.node?.handleAnnouncement(frame))
-            }
-          })
-        },
-      },
+      net,
+      peersChanged: (peers) => replication.setPeers(peers),
+      rejoined: () => replication.rejoined(),
     })
     s.node = node
     log(s.name, `started (incarnation ${s.incarnation})`)
+    replication.start()
     node.start()
   }
 
@@ -273,6 +387,9 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
     s.alive = false
     s.node?.stop()
     s.node = undefined
+    s.replication?.stop()
+    s.replication = undefined
+    s.store = undefined
     log(name, "CRASHED")
     if (wasCoordinator) coordinatorCrashes.push({ at: sched.now, newCoordinatorAfterMs: undefined })
   }
@@ -292,7 +409,13 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
 
   /** A request's handling at its target; the reply must be causally after the request. */
   const handle = (target: string, frame: Uint8Array): Uint8Array | undefined => {
-    const reply = target === referenceName ? reference?.handle(frame) : servers.get(target)?.node?.handlePeerRequest(frame)
+    const server = servers.get(target)
+    const reply =
+      target === referenceName
+        ? reference?.handle(frame)
+        : serviceOf(frame) === "replicate"
+          ? server?.replication?.handlePeerRequest(frame)
+          : server?.node?.handlePeerRequest(frame)
     if (reply === undefined) return undefined
     const req = decodeEnvelope(frame)
     const rep = decodeEnvelope(reply)
@@ -329,6 +452,55 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
         return
       }
     }
+  }
+
+  // --- clients: posts with request ids, Lazy Pirate retries on another server ----------
+  interface Write {
+    readonly id: string
+    readonly message: string
+    acked: boolean
+    attempts: number
+  }
+  const writes: Array<Write> = []
+  const clientTimeoutMs = 1_000
+  const clientAttemptsMax = 3
+  /** The server side of a post, as the real server does it: once per request id, durable before the reply. */
+  const serveWrite = (target: string, w: Write, reply: (ok: boolean) => void) => {
+    const s = servers.get(target)
+    const store = s?.store
+    const replication = s?.replication
+    if (s === undefined || store === undefined || replication === undefined || s.node === undefined || !replication.started) return
+    if (store.opForRequest(w.id) !== undefined) return reply(true)
+    replication.commit({ kind: "publish", user: "client", channel: "general", message: w.message, id: w.id, clock: s.lamport.tick(), timestamp: Math.floor(s.node.now()) }, (error) => reply(error === undefined))
+  }
+  const startWrite = (n: number) => {
+    const w: Write = { id: `w${n}`, message: `post ${n}`, acked: false, attempts: 0 }
+    writes.push(w)
+    const attempt = () => {
+      w.attempts += 1
+      const target = prng.pick(names)
+      let finished = false
+      const retry = () => {
+        if (w.attempts < clientAttemptsMax) attempt()
+      }
+      const timer = sched.after(clientTimeoutMs, () => {
+        if (finished) return
+        finished = true
+        retry()
+      })
+      deliver(clientName, target, () =>
+        serveWrite(target, w, (ok) =>
+          deliver(target, clientName, () => {
+            if (finished) return
+            finished = true
+            sched.cancel(timer)
+            if (ok) w.acked = true
+            else retry()
+          }),
+        ),
+      )
+    }
+    attempt()
   }
 
   // --- checkers' sampling ---------------------------------------------------------------
@@ -379,6 +551,16 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   startReference()
   for (const s of servers.values()) sched.after(prng.int(0, 500), () => startServer(s))
   for (const f of scenario.faults) if (f.at < scenario.faultPhaseMs) sched.at(f.at, () => applyFault(f))
+  const writesPerSecond = scenario.writesPerSecond ?? 0
+  if (writesPerSecond > 0) {
+    let n = 0
+    const every = 1_000 / writesPerSecond
+    const next = () => {
+      startWrite((n += 1))
+      if (sched.now + every < scenario.faultPhaseMs) sched.after(prng.real(0.5 * every, 1.5 * every), next)
+    }
+    sched.after(prng.real(0, every), next)
+  }
   if (scenario.messagesPerSecond > 0) {
     const every = 1_000 / scenario.messagesPerSecond
     const traffic = (s: SimServer) => {
@@ -442,6 +624,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
     { name: "no handler or machine failed", ok: violations.errors.length === 0, detail: violations.errors.slice(0, 3).join("; ") || "none" },
     { name: "Lamport clocks respect causality", ok: violations.lamport.length === 0, detail: violations.lamport.slice(0, 3).join("; ") || "every send after its causes" },
   ]
+  checks.push(...replicaChecks(live(), writes))
   for (const check of checks) log("CHECK", `${check.ok ? "ok  " : "FAIL"} ${check.name}: ${check.detail}`)
   for (const s of servers.values()) s.node?.stop()
   return {
@@ -459,6 +642,9 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
       clockBoundMs,
       roundsAfterAgreement,
       coordinatorCrashes,
+      written: writes.length,
+      acknowledged: writes.filter((w) => w.acked).length,
+      catchUps,
     },
   }
 }

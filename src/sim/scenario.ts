@@ -49,6 +49,12 @@ export interface Scenario {
   readonly clocks: ReadonlyArray<ClockParams>
   /** Client requests handled per second per server (drives the "every 10 messages" rounds). */
   readonly messagesPerSecond: number
+  /**
+   * Channel posts per second written by clients during the fault phase, each
+   * with a request id, sent to a random server and retried on another after
+   * a timeout (Lazy Pirate). Absent in older scenarios: 0.
+   */
+  readonly writesPerSecond?: number
   readonly faults: ReadonlyArray<Fault>
 }
 
@@ -115,6 +121,7 @@ export const generateScenario = (seed: number): Scenario => {
     healDelayMaxMs: delayMinMs + r.int(0, 20),
     clocks: names.map(() => ({ skewMs: r.int(-scenarioLimits.skewMsMax, scenarioLimits.skewMsMax), driftPpm: r.int(-scenarioLimits.driftPpmMax, scenarioLimits.driftPpmMax) })),
     messagesPerSecond: r.int(0, 20),
+    writesPerSecond: r.int(0, 30),
     faults: faults.sort((a, b) => a.at - b.at),
   }
 }

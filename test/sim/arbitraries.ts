@@ -37,6 +37,7 @@ export const scenarioArb: fc.Arbitrary<Scenario> = fc.integer({ min: 3, max: 5 }
       { minLength: servers, maxLength: servers },
     ),
     messagesPerSecond: fc.integer({ min: 0, max: 20 }),
+    writesPerSecond: fc.integer({ min: 0, max: 30 }),
     faults: fc.array(faultArb(nodes, names, faultPhaseMs), { maxLength: scenarioLimits.faultsMax }).map((fs) => [...fs].sort((a, b) => a.at - b.at)),
   })
 })

@@ -15,8 +15,8 @@ const failures = (r: SimResult) =>
     .map((c) => `${c.name}: ${c.detail}`)
     .join("\n")
 
-const seedsInCi = Number(process.env.SIM_SEEDS ?? 300)
-const runsInCi = Number(process.env.SIM_RUNS ?? 200)
+const seedsInCi = Number(process.env.SIM_SEEDS ?? 200)
+const runsInCi = Number(process.env.SIM_RUNS ?? 150)
 
 describe("coordination under generated faults", () => {
   it(`holds for ${seedsInCi} seeded schedules (bulletin sim --seed S)`, () => {
