@@ -51,6 +51,8 @@ export type ReplicationTrace =
   | { readonly kind: "pulled"; readonly peer: string; readonly ops: number; readonly more: boolean }
   | { readonly kind: "gap"; readonly origin: string; readonly have: number; readonly saw: number }
   | { readonly kind: "error"; readonly where: string; readonly message: string }
+  /** Live replication lag (apply time minus the origin's commit timestamp, both Berkeley-synced), per `lagSampleOps` ops. */
+  | { readonly kind: "lag"; readonly ops: number; readonly p50Ms: number; readonly p99Ms: number; readonly maxMs: number }
 
 export interface ReplicationEnv {
   readonly net: CoordinationNet
@@ -66,6 +68,9 @@ export interface ReplicationEnv {
 
 export const replicationTopic = "replication"
 
+/** Live ops per replication-lag report. */
+const lagSampleOps = 200
+
 export class ReplicationNode {
   readonly config: ReplicationConfig
   readonly #env: ReplicationEnv
@@ -76,6 +81,7 @@ export class ReplicationNode {
   readonly #waiters: Array<() => void> = []
   readonly #addrs = new Map<string, string>()
   #seq: number
+  readonly #lags: Array<number> = []
   /** Catch-up measurements: ops pulled since the last `catchingUp`. */
   #pulledOps = 0
   #catchUpStarted = 0
@@ -182,6 +188,7 @@ export class ReplicationNode {
     }
     if (ops.length === 0) return done?.()
     this.#apply(ops, () => {
+      this.#recordLag(ops)
       this.#checkGaps(ops)
       done?.()
     })
@@ -258,6 +265,15 @@ export class ReplicationNode {
       if (own > this.#seq) this.#seq = own
       then()
     })
+  }
+
+  #recordLag(ops: ReadonlyArray<Op>) {
+    const now = this.#env.now()
+    for (const op of ops) this.#lags.push(Math.max(0, now - op.timestamp))
+    if (this.#lags.length < lagSampleOps) return
+    const sorted = this.#lags.splice(0).sort((a, b) => a - b)
+    const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+    this.#env.trace?.({ kind: "lag", ops: sorted.length, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: sorted.at(-1)! })
   }
 
   #checkGaps(ops: ReadonlyArray<Op>) {

@@ -317,6 +317,8 @@ const loggedReplication = (name: string, e: ReplicationTrace): string | undefine
       return `server ${name}: gap in ${e.origin}: have up to ${e.have}, saw ${e.saw}; pulling`
     case "error":
       return `server ${name}: replication (${e.where}) failed: ${e.message}`
+    case "lag":
+      return `server ${name}: replication lag over the last ${e.ops} ops: p50 ${e.p50Ms.toFixed(1)} ms, p99 ${e.p99Ms.toFixed(1)} ms, max ${e.maxMs.toFixed(1)} ms`
     default:
       return undefined
   }

@@ -91,10 +91,16 @@ const execute = (client: BulletinClient, line: string, out: Out, json: boolean) 
         out(json ? JSON.stringify({ type: cmd, topic: args[0] }) : `${cmd}d ${safe(args[0])}`)
         return true
       case "publish":
-        if (needs(2, "publish CHANNEL TEXT")) print(yield* client.publish(args[0]!, text.slice(args[0]!.length).trim()))
+        if (needs(2, "publish CHANNEL TEXT")) {
+          const body = text.slice(args[0]!.length).trim()
+          print(yield* client.publish(args[0]!, body), { channel: args[0], text: body })
+        }
         return true
       case "message":
-        if (needs(2, "message USER TEXT")) print(yield* client.message(args[0]!, text.slice(args[0]!.length).trim()))
+        if (needs(2, "message USER TEXT")) {
+          const body = text.slice(args[0]!.length).trim()
+          print(yield* client.message(args[0]!, body), { dst: args[0], text: body })
+        }
         return true
       case "history": {
         if (!needs(1, "history CHANNEL|@USER [N]")) return true
