@@ -1,4 +1,5 @@
 import { type Actor, createActor } from "xstate"
+import { describeError, guarded } from "./guarded.ts"
 import { type BerkeleyEmitted, berkeleyMachine } from "../machines/berkeley.ts"
 import { type BullyEmitted, type Coordinator, type Peer, bullyMachine } from "../machines/bully.ts"
 import { heartbeatMachine } from "../machines/heartbeat.ts"
@@ -378,23 +379,13 @@ export class CoordinationNode {
     }
   }
 
-  /**
-   * An intent handler that throws must not take the process down (xstate
-   * rethrows a listener's error as an uncaught exception): log it and go on.
-   */
   #guarded<E>(where: string, handler: (e: E) => void): (e: E) => void {
-    return (e) => {
-      try {
-        handler(e)
-      } catch (error) {
-        this.#env.trace?.({ kind: "error", where, message: error instanceof Error ? (error.stack ?? error.message) : String(error) })
-      }
-    }
+    return guarded((w, message) => this.#env.trace?.({ kind: "error", where: w, message }), where, handler)
   }
 
   /** A machine that failed is a bug: report it and start all machines afresh (the election recovers by itself). */
   #machineFailed(machine: string, error: unknown) {
-    this.#env.trace?.({ kind: "error", where: machine, message: error instanceof Error ? (error.stack ?? error.message) : String(error) })
+    this.#env.trace?.({ kind: "error", where: machine, message: describeError(error) })
     const rank = this.#machines?.rank
     if (rank === undefined || this.#stopped) return
     this.#later(0, () => {

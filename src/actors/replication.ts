@@ -1,4 +1,5 @@
 import { type Actor, createActor } from "xstate"
+import { guarded } from "./guarded.ts"
 import type { LamportClock } from "../machines/lamport.ts"
 import { replicationMachine } from "../machines/replication.ts"
 import { encode } from "../protocol/codec.ts"
@@ -289,14 +290,9 @@ export class ReplicationNode {
     }
   }
 
+  /** Intent listeners never throw out of the node (see guarded.ts). */
   #guarded<E>(where: string, handler: (e: E) => void): (e: E) => void {
-    return (e) => {
-      try {
-        handler(e)
-      } catch (error) {
-        this.#env.trace?.({ kind: "error", where, message: error instanceof Error ? (error.stack ?? error.message) : String(error) })
-      }
-    }
+    return guarded((w, message) => this.#env.trace?.({ kind: "error", where: w, message }), where, handler)
   }
 
   /** Ready at least once since start: the server may take requests. */
