@@ -18,3 +18,10 @@ export {
 export { SlewingClock, type SlewingClockOptions, defaultSlewing } from "./slewingClock.ts"
 export { LamportClock } from "./lamport.ts"
 export { type Term, compareTerms, termZero } from "./term.ts"
+export {
+  type ReplicationContext,
+  type ReplicationEmitted,
+  type ReplicationEvent,
+  type ReplicationInput,
+  replicationMachine,
+} from "./replication.ts"
