@@ -86,6 +86,10 @@ export class ReplicationNode {
   /** Catch-up measurements: ops pulled since the last `catchingUp`. */
   #pulledOps = 0
   #catchUpStarted = 0
+  /** The run of pulls in progress: per origin, the highest seq this peer has sent in it. */
+  #cursor: { readonly peer: string; readonly sent: Map<string, number> } | undefined
+  /** The last pull's peer had more: the next pull from it continues the run. */
+  #continuing = false
 
   constructor(config: ReplicationConfig, env: ReplicationEnv) {
     this.config = config
@@ -158,7 +162,7 @@ export class ReplicationNode {
     this.#seq = Math.max(this.#seq, this.#env.store.lastSeq(this.config.name)) + 1
     const op = { ...input, origin: this.config.name, seq: this.#seq } as Op
     this.#env.store.apply([op], (error) => {
-      if (this.#stopped) return
+      if (this.#stopped) return done(new Error("replication stopped: the server is shutting down"))
       if (error !== undefined) return done(error)
       this.publish(op)
       done(undefined, op)
@@ -207,7 +211,8 @@ export class ReplicationNode {
     let more = false
     const store = this.#env.store
     for (const origin of store.origins()) {
-      const after = theirs[origin] ?? 0
+      // Own keys only: an origin named "constructor" must not read Object.prototype.
+      const after = Object.hasOwn(theirs, origin) ? theirs[origin]! : 0
       if (store.lastSeq(origin) <= after || more) continue
       const batch = store.opsAfter(origin, after, 256)
       for (const op of batch) {
@@ -227,7 +232,14 @@ export class ReplicationNode {
   #pull(peer: string) {
     const addr = this.#addrs.get(peer)
     if (addr === undefined) return this.#actor?.send({ type: "PULL_FAILED", peer })
-    const vector = Object.fromEntries(this.#env.store.vector())
+    // Continuing a run of pulls from this peer (it said `more`): ask past what
+    // it already sent, not only past our vector, or a gap the peer cannot
+    // fill either would make it send the same first page for ever.
+    if (this.#cursor?.peer !== peer || !this.#continuing) this.#cursor = { peer, sent: new Map() }
+    this.#continuing = false
+    const cursor = this.#cursor
+    const vector: Record<string, number> = Object.fromEntries(this.#env.store.vector())
+    for (const [origin, seq] of cursor.sent) if (seq > (vector[origin] ?? 0)) vector[origin] = seq
     const frame = encodeEnvelope("replicate", { vector }, { clock: this.#env.lamport.tick(), timestampMs: Math.floor(this.#env.now()) })
     const failed = () => this.#actor?.send({ type: "PULL_FAILED", peer })
     try {
@@ -240,7 +252,9 @@ export class ReplicationNode {
         const ops = (Array.isArray(raw) ? raw : []).map(decodeOp).filter((o): o is Op => o !== undefined)
         for (const op of ops) this.#env.lamport.observe(op.clock)
         const more = env.envelope.data.more === true
+        for (const op of ops) cursor.sent.set(op.origin, Math.max(cursor.sent.get(op.origin) ?? 0, op.seq))
         const report = () => {
+          this.#continuing = more
           this.#pulledOps += ops.length
           this.#env.trace?.({ kind: "pulled", peer, ops: ops.length, more })
           this.#actor?.send({ type: "PULLED", peer, more })

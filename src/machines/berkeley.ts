@@ -78,6 +78,9 @@ export type BerkeleyEmitted =
   | { readonly type: "adjust"; readonly round: number; readonly peer: string; readonly offsetMs: number }
   | { readonly type: "roundDone"; readonly round: number; readonly used: number; readonly dropped: number }
 
+/** What a machine created without an input runs with (never 0 ms delays). */
+export const berkeleyDefaults: BerkeleyInput = { self: "", roundIntervalMs: 5_000, pollTimeoutMs: 800, roundSpacingMs: 1_000, toleranceMs: 1_000, rttMaxMs: 400 }
+
 export const berkeleyMachine = setup({
   types: {
     context: {} as BerkeleyContext,
@@ -109,7 +112,7 @@ export const berkeleyMachine = setup({
   },
 }).createMachine({
   id: "berkeley",
-  context: ({ input }) => ({ ...input, peers: [], samples: [], round: 0 }),
+  context: ({ input }) => ({ ...berkeleyDefaults, ...input, peers: [], samples: [], round: 0 }),
   initial: "inactive",
   on: {
     PEERS: { actions: "setPeers" },

@@ -78,6 +78,9 @@ const followIt = ["learnTerm", "follow", "notifyChanged"] as const
 /** A leader that heard of a newer term: claim above it, lead under it, say so. */
 const reclaim = ["learnTerm", "claimTerm", "becomeCoordinator", "notifyChanged", "announce"] as const
 
+/** What a machine created without an input runs with (never 0 ms delays). */
+export const bullyDefaults: BullyInput = { self: { name: "", rank: 0 }, electionTimeoutMs: 1_000, coordinatorTimeoutMs: 3_000, announceIntervalMs: 2_000, startupTimeoutMs: 3_000 }
+
 export const bullyMachine = setup({
   types: {
     context: {} as BullyContext,
@@ -160,7 +163,7 @@ export const bullyMachine = setup({
   },
 }).createMachine({
   id: "bully",
-  context: ({ input }) => ({ ...input, peers: [], coordinator: undefined, term: { epoch: 0, rank: 0 }, claimed: { epoch: 0, rank: 0 } }),
+  context: ({ input }) => ({ ...bullyDefaults, ...input, peers: [], coordinator: undefined, term: { epoch: 0, rank: 0 }, claimed: { epoch: 0, rank: 0 } }),
   initial: "starting",
   on: {
     PEERS: { actions: "setPeers" },

@@ -26,6 +26,9 @@ export interface HeartbeatContext extends HeartbeatInput {
 export type HeartbeatEvent = { readonly type: "PONG" }
 export type HeartbeatEmitted = { readonly type: "ping" } | { readonly type: "down" } | { readonly type: "up" }
 
+/** What a machine created without an input runs with (never 0 ms delays). */
+export const heartbeatDefaults: HeartbeatInput = { intervalMs: 1_000, livenessMax: 3 }
+
 export const heartbeatMachine = setup({
   types: {
     context: {} as HeartbeatContext,
@@ -50,7 +53,10 @@ export const heartbeatMachine = setup({
   },
 }).createMachine({
   id: "heartbeat",
-  context: ({ input }) => ({ ...input, liveness: input.livenessMax, answered: false }),
+  context: ({ input }) => {
+    const i = { ...heartbeatDefaults, ...input }
+    return { ...i, liveness: i.livenessMax, answered: false }
+  },
   initial: "up",
   states: {
     up: {

@@ -3,8 +3,8 @@
  * and pure helpers, for hosts of your own (a simulator, another transport).
  * Documented in docs/machines.md; examples/drive-bully.ts drives one.
  */
-export { type HeartbeatContext, type HeartbeatEmitted, type HeartbeatEvent, type HeartbeatInput, heartbeatMachine } from "./heartbeat.ts"
-export { type BullyContext, type BullyEmitted, type BullyEvent, type BullyInput, type Coordinator, type Peer, bullyMachine } from "./bully.ts"
+export { type HeartbeatContext, type HeartbeatEmitted, type HeartbeatEvent, type HeartbeatInput, heartbeatDefaults, heartbeatMachine } from "./heartbeat.ts"
+export { type BullyContext, type BullyEmitted, type BullyEvent, type BullyInput, type Coordinator, type Peer, bullyDefaults, bullyMachine } from "./bully.ts"
 export {
   type Adjustment,
   type BerkeleyContext,
@@ -13,6 +13,7 @@ export {
   type BerkeleyInput,
   type ClockSample,
   berkeleyAdjustments,
+  berkeleyDefaults,
   berkeleyMachine,
 } from "./berkeley.ts"
 export { SlewingClock, type SlewingClockOptions, defaultSlewing } from "./slewingClock.ts"
@@ -23,5 +24,6 @@ export {
   type ReplicationEmitted,
   type ReplicationEvent,
   type ReplicationInput,
+  replicationDefaults,
   replicationMachine,
 } from "./replication.ts"

@@ -61,6 +61,8 @@ export type ReplicationEmitted =
   | { readonly type: "ready"; readonly caughtUp: boolean }
   | { readonly type: "catchingUp" }
 
+export const replicationDefaults: ReplicationInput = { self: "", syncIntervalMs: 2_000, syncTimeoutMs: 1_500, catchUpTimeoutMs: 10_000, startupTimeoutMs: 3_000 }
+
 const newPeers = (context: ReplicationContext, event: ReplicationEvent) =>
   event.type === "PEERS" ? event.peers.filter((p) => p !== context.self && !context.peers.includes(p)) : []
 
@@ -80,7 +82,8 @@ export const replicationMachine = setup({
   guards: {
     nothingPending: ({ context }) => context.pending.length === 0,
     fromTarget: ({ context, event }) => (event.type === "PULLED" || event.type === "PULL_FAILED") && event.peer === context.target,
-    targetHasMore: ({ context, event }) => event.type === "PULLED" && event.peer === context.target && event.more,
+    /** The target has more for us, and is still a live peer (one dropped meanwhile is not asked again). */
+    targetHasMore: ({ context, event }) => event.type === "PULLED" && event.peer === context.target && event.more && context.peers.includes(event.peer),
     noPeers: ({ context }) => context.peers.length === 0,
     hasNewPeers: ({ context, event }) => newPeers(context, event).length > 0,
     againPending: ({ context }) => context.again !== undefined && context.peers.length > 0,
@@ -103,7 +106,11 @@ export const replicationMachine = setup({
       return origin !== undefined ? { target: origin } : { target: context.peers[context.turn % Math.max(1, context.peers.length)], turn: context.turn + 1 }
     }),
     rememberGap: assign({ again: ({ context, event }) => (event.type === "GAP" ? event.origin : context.again) }),
-    targetAgain: assign(({ context }) => ({ target: context.again !== undefined && context.peers.includes(context.again) ? context.again : context.peers[context.turn % Math.max(1, context.peers.length)], again: undefined })),
+    targetAgain: assign(({ context }) =>
+      context.again !== undefined && context.peers.includes(context.again)
+        ? { target: context.again, again: undefined }
+        : { target: context.peers[context.turn % Math.max(1, context.peers.length)], turn: context.turn + 1, again: undefined },
+    ),
     pull: emit(({ context }) => ({ type: "pull" as const, peer: context.target ?? "" })),
     ready: emit({ type: "ready" as const, caughtUp: true }),
     gaveUp: emit({ type: "ready" as const, caughtUp: false }),
@@ -111,7 +118,8 @@ export const replicationMachine = setup({
   },
 }).createMachine({
   id: "replication",
-  context: ({ input }) => ({ ...input, peers: [], pending: [], target: undefined, turn: 0, again: undefined }),
+  // Defaults under the input: a host (or xstate's pure API) that passes none gets a working machine, not a loop of 0 ms delays.
+  context: ({ input }) => ({ ...replicationDefaults, ...input, peers: [], pending: [], target: undefined, turn: 0, again: undefined }),
   initial: "starting",
   states: {
     starting: {
