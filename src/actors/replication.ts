@@ -46,6 +46,14 @@ export interface ReplicationStore {
   readonly apply: (ops: ReadonlyArray<Op>, done: (error?: unknown) => void) => void
 }
 
+/** The Store's synchronous reads, as the node wants them (each host adds its own `apply`). */
+export const storeReads = (store: Omit<ReplicationStore, "apply">): Omit<ReplicationStore, "apply"> => ({
+  vector: store.vector,
+  origins: store.origins,
+  lastSeq: store.lastSeq,
+  opsAfter: store.opsAfter,
+})
+
 export type ReplicationTrace =
   | { readonly kind: "caughtUp"; readonly caughtUp: boolean; readonly ops: number; readonly ms: number; readonly peers: number }
   | { readonly kind: "catchingUp" }

@@ -2,7 +2,7 @@ import { Clock, Duration, Effect, Queue, Random, type Scope, Semaphore } from "e
 import { type CoordinationConfig, type CoordinationNet, CoordinationNode, type TraceEvent, defaultCoordinationConfig } from "./coordination.ts"
 import { coordinatorTopic } from "../protocol/coordination.ts"
 import { leaseLamport } from "./lamportLease.ts"
-import { type ReplicationConfig, ReplicationNode, type ReplicationTrace, defaultReplicationConfig, replicationTopic } from "./replication.ts"
+import { type ReplicationConfig, ReplicationNode, type ReplicationTrace, defaultReplicationConfig, replicationTopic, storeReads } from "./replication.ts"
 import { serviceOf } from "../protocol/replication.ts"
 import { decode } from "../protocol/codec.ts"
 import {
@@ -99,10 +99,7 @@ export const server = (config: ServerConfig) =>
         now: () => stamper.adjust(clock.currentTimeMillisUnsafe()),
         elapsedNow: () => clock.currentTimeMillisUnsafe(),
         store: {
-          vector: store.vector,
-          origins: store.origins,
-          lastSeq: store.lastSeq,
-          opsAfter: store.opsAfter,
+          ...storeReads(store),
           apply: (ops, done) =>
             void run(Effect.all(ops.map(store.apply), { concurrency: "unbounded", discard: true }).pipe(Effect.match({ onFailure: (e) => done(e), onSuccess: () => done() }))),
         },

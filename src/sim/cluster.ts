@@ -1,7 +1,7 @@
 import { type CoordinationConfig, CoordinationNode, type TraceEvent, defaultCoordinationConfig } from "../actors/coordination.ts"
 import { ReferenceService } from "../actors/reference.ts"
 import { Registry, type RegistrySnapshot } from "../actors/registry.ts"
-import { ReplicationNode, defaultReplicationConfig, replicationTopic } from "../actors/replication.ts"
+import { ReplicationNode, defaultReplicationConfig, replicationTopic, storeReads } from "../actors/replication.ts"
 import { serviceOf } from "../protocol/replication.ts"
 import type { Op } from "../protocol/ops.ts"
 import { type OrderedKv, openMemory } from "../store/OrderedKv.ts"
@@ -335,10 +335,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
       now: () => s.node?.now() ?? rawNow(s),
       elapsedNow: () => sched.now,
       store: {
-        vector: store.vector,
-        origins: store.origins,
-        lastSeq: store.lastSeq,
-        opsAfter: store.opsAfter,
+        ...storeReads(store),
         // Durable at once (the memory disk); the caller hears of it after a simulated fsync.
         apply: (ops, done) => {
           Effect.runSync(Effect.all(ops.map(store.apply), { discard: true }))

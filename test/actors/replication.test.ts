@@ -1,7 +1,7 @@
 import { Effect } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { type ReplicationConfig, ReplicationNode, type ReplicationStore, type ReplicationTrace, defaultReplicationConfig, replicationTopic } from "../../src/actors/replication.ts"
+import { type ReplicationConfig, ReplicationNode, type ReplicationStore, type ReplicationTrace, defaultReplicationConfig, replicationTopic, storeReads } from "../../src/actors/replication.ts"
 import { LamportClock } from "../../src/machines/lamport.ts"
 import { decode, encode } from "../../src/protocol/codec.ts"
 import { encodeEnvelope } from "../../src/protocol/messages.ts"
@@ -50,10 +50,7 @@ const body = (frame: Uint8Array) => {
 }
 
 const adapter = (store: StoreShape): ReplicationStore => ({
-  vector: store.vector,
-  origins: store.origins,
-  lastSeq: store.lastSeq,
-  opsAfter: store.opsAfter,
+  ...storeReads(store),
   apply: (ops, done) => {
     Effect.runSync(Effect.all(ops.map(store.apply), { discard: true }))
     done()
