@@ -6,13 +6,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! /usr/bin/python3 -c 'import zmq, msgpack' 2>/dev/null; then
+# Debian packages the tests use: python3-zmq and python3-msgpack (the
+# independent Python client), docker-compose (validates compose.yaml; no
+# Docker engine is needed for `docker-compose config`).
+missing=()
+/usr/bin/python3 -c 'import zmq, msgpack' 2>/dev/null || missing+=(python3-zmq python3-msgpack)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends python3-zmq python3-msgpack >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "setup: python3-zmq and python3-msgpack are missing; install them with: sudo apt-get install python3-zmq python3-msgpack" >&2
+    echo "setup: missing Debian packages; install them with: sudo apt-get install ${missing[*]}" >&2
     exit 1
   fi
 fi

@@ -71,6 +71,7 @@ export const makeClient = (config: ClientConfig): Effect.Effect<BulletinClient, 
     const session = (yield* Random.nextIntBetween(0, 2 ** 48, { halfOpen: true })).toString(36)
     let counter = 0
     let user: string | undefined
+    const seen: Record<string, number> = Object.create(null)
 
     const call = (service: string, data: Record<string, unknown> = {}) =>
       Effect.gen(function* () {
@@ -86,6 +87,9 @@ export const makeClient = (config: ClientConfig): Effect.Effect<BulletinClient, 
         if (!decoded.ok) return yield* Effect.fail(new ClientError({ reason: "Malformed", message: `${service}: unreadable reply: ${decoded.description}` }))
         stamper.observe(decoded.value.meta.clock)
         const replyData = decoded.value.data
+        // Our own writes, per origin: history requests carry them (read-your-writes).
+        const cursor = replyData.cursor
+        if (Array.isArray(cursor) && typeof cursor[1] === "string" && typeof cursor[2] === "number" && cursor[2] > (seen[cursor[1]] ?? 0)) seen[cursor[1]] = cursor[2]
         return { service: decoded.value.service, ok: isOk(replyData), error: errorText(replyData), data: replyData } satisfies Reply
       })
 
@@ -126,7 +130,7 @@ export const makeClient = (config: ClientConfig): Effect.Effect<BulletinClient, 
       channels: () => call("channels"),
       publish: (channel, message) => (user === undefined ? notLoggedIn("publish") : call("publish", { user, channel, message })),
       message: (dst, message) => (user === undefined ? notLoggedIn("message") : call("message", { src: user, dst, message })),
-      history: (query) => call("history", query),
+      history: (query) => call("history", Object.keys(seen).length === 0 ? query : { ...query, seen: { ...seen } }),
       publications,
       subscribe: subscriber.subscribe,
       unsubscribe: subscriber.unsubscribe,

@@ -157,6 +157,11 @@ export class ReplicationNode {
     this.#actor?.send({ type: "PEERS", peers: peers.filter((p) => p.name !== this.config.name).map((p) => p.name) })
   }
 
+  /** A client saw writes of these origins that are not here yet: pull now (as for a gap). */
+  want(origins: ReadonlyArray<string>): void {
+    for (const origin of origins) this.#actor?.send({ type: "GAP", origin })
+  }
+
   /** This server lost the cluster for a while (the reference was unreachable) and is back. */
   rejoined(): void {
     this.#actor?.send({ type: "REJOINED" })

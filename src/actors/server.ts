@@ -189,6 +189,16 @@ export const server = (config: ServerConfig) =>
         Effect.gen(function* () {
           // A server that is catching up (after a restart or a partition) answers once it has.
           yield* whenReady
+          // Read-your-writes: the client's own writes (per origin) must be here; if not, pull now and wait a little.
+          if (req.seen !== undefined) {
+            const seen = req.seen
+            const missing = () => Object.entries(seen).filter(([origin, seq]) => (store.vector().get(origin) ?? 0) < seq).map(([origin]) => origin)
+            const lacking = missing()
+            if (lacking.length > 0) {
+              replication.want(lacking)
+              yield* waitUntil(() => missing().length === 0)
+            }
+          }
           const page = yield* store.history(req.channel !== undefined ? { ...req, channel: req.channel } : { ...req, user: req.user!, peer: req.peer! })
           return yield* reply("history", { status: "OK", messages: page.posts, more: page.more })
         }),

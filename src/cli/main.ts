@@ -22,8 +22,9 @@ const specs = {
   proxy: { host: { env: "BIND_HOST", default: "127.0.0.1", help: "address to bind 5557 and 5558 on (0.0.0.0 in containers)" } },
   server: {
     ...common,
-    name: { env: "SERVER_NAME", help: "unique server name (default: the host name)" },
-    data: { env: "DATA_DIR", help: "this server's own data folder (default ./data/NAME)" },
+    name: { env: "SERVER_NAME", help: "unique server name (default: the host name, $HOSTNAME in a container)" },
+    data: { env: "DATA_DIR", help: "this server's own data folder (default DATA_ROOT/NAME)" },
+    "data-root": { env: "DATA_ROOT", default: "data", help: "folder holding one data folder per server name (compose: a volume shared by replicas, a folder each)" },
     host: { env: "SERVER_HOST", help: "this server's own address: its connections leave from it, its peer port binds on it (default: whatever the OS picks)" },
     reference: { env: "REFERENCE_ADDR", default: "127.0.0.1", help: "reference host (port 5559); 'none': no election or clock sync" },
     peer: { env: "PEER_BIND", help: "where the peer REP socket binds (default tcp://HOST:5560, HOST from --host or 127.0.0.1)" },
@@ -55,6 +56,7 @@ Commands:
   reference ranks, heartbeats and the server list (REP 5559)
   server    a replicated server with its own data folder
   sim       run the deterministic cluster simulator (--seed S replays one run)
+  health    exit 0 if a role answers (the containers' healthcheck)
   bot       a bot that posts to random channels forever
   bench     benchmarks against raw ZeroMQ on this machine
 `
@@ -64,7 +66,7 @@ const zmq = layerZmq()
 const coordinationOf = (values: Record<string, string | undefined>): CoordinationSettings => {
   const peerBind = values.peer ?? endpoint(values.host ?? "127.0.0.1", Ports.peer)
   const bindHost = /^tcp:\/\/([^:]+):/.exec(peerBind)?.[1]
-  const advertised = values.advertise ?? (bindHost === "0.0.0.0" || bindHost === "*" ? peerBind.replace(`//${bindHost}:`, `//${hostname()}:`) : peerBind)
+  const advertised = values.advertise ?? (bindHost === "0.0.0.0" || bindHost === "*" ? peerBind.replace(`//${bindHost}:`, `//${process.env.HOSTNAME ?? hostname()}:`) : peerBind)
   return { reference: endpoint(values.reference!, Ports.reference), peerBind, peerAddr: endpoint(advertised, Ports.peer) }
 }
 
@@ -97,14 +99,18 @@ const main = async (argv: ReadonlyArray<string>) => {
       }
       return runMain(Effect.scoped(reference(config)).pipe(Effect.provide(zmq)))
     }
+    case "health": {
+      const { runHealth } = await import("./health.ts")
+      return runHealth(args)
+    }
     case "sim": {
       const { runSimCli } = await import("./sim.ts")
       return runSimCli(args)
     }
     case "server": {
       const { values } = show(specs.server, "a server")
-      const name = values.name ?? hostname()
-      const data = values.data ?? join("data", name)
+      const name = values.name ?? process.env.HOSTNAME ?? hostname()
+      const data = values.data ?? join(values["data-root"]!, name)
       claimDataDir(data, name)
       // Connections leave from the server's own address (ZeroMQ's
       // "tcp://source:0;destination"), as they would from its own host.

@@ -45,6 +45,12 @@ export const RequestData = {
     before: Schema.optionalKey(Cursor),
     after: Schema.optionalKey(Cursor),
     limit: Schema.optionalKey(HistoryLimit),
+    /**
+     * Read-your-writes (ours): per origin server, the highest seq of this
+     * client's own writes (from its replies' cursors). A server that has not
+     * received them yet pulls and waits a little before answering.
+     */
+    seen: Schema.optionalKey(Schema.Record(Name, Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0))).check(Schema.isMaxProperties(Limits.originsMax))),
   }),
 } as const
 

@@ -36,7 +36,7 @@ export interface StoreShape {
    * and returned here, on every replica, whatever order the ops arrived in.
    */
   readonly opForRequest: (id: string) => Op | undefined
-  /** Per origin, the highest seq up to which every op is stored (the replication vector). */
+  /** Per origin, the highest seq up to which every op is stored durably (the replication vector). */
   readonly vector: () => ReadonlyMap<string, number>
   /** Every origin with a stored op. */
   readonly origins: () => ReadonlyArray<string>
@@ -112,7 +112,6 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
       // In memory first, so requests handled while the batch is flushing see
       // it; the client's reply waits for the flush.
       heads.set(op.origin, Math.max(heads.get(op.origin) ?? 0, op.seq))
-      advance(op.origin, op.seq)
       maxClock = Math.max(maxClock, op.clock)
       opCount += 1
       if (op.kind === "user") users.add(op.user)
@@ -128,14 +127,16 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
         done()
         return Effect.fail(new StoreError({ reason: "Io", message: `write failed: ${(e as Error).message}` }))
       }
+      // The vector counts durable ops only: what it covers, reads (history, catch-up replies) can see.
       if (written === undefined) {
+        advance(op.origin, op.seq)
         done()
         return Effect.succeed("applied" as const)
       }
       return Effect.tryPromise({
         try: () => written,
         catch: (e) => new StoreError({ reason: "Io", message: `write failed: ${(e as Error).message}` }),
-      }).pipe(Effect.as("applied" as const), Effect.ensuring(Effect.sync(done)))
+      }).pipe(Effect.tap(() => Effect.sync(() => advance(op.origin, op.seq))), Effect.as("applied" as const), Effect.ensuring(Effect.sync(done)))
     })
 
   const winnerOf = (id: string): Op | undefined => {

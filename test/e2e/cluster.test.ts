@@ -34,6 +34,22 @@ const collect = (c: BulletinClient, n: number, ms: number) =>
 const settle = Effect.sleep(Duration.millis(300))
 
 describe("a cluster of 3 servers behind the broker", () => {
+  it("lets a client read its own posts at once, whichever server answers (read-your-writes)", async () => {
+    await run(
+      Effect.gen(function* () {
+        const c = yield* client()
+        yield* c.login("reader")
+        yield* c.channel("ryw")
+        for (let i = 0; i < 15; i++) {
+          expect((yield* c.publish("ryw", `mine ${i}`)).ok).toBe(true)
+          // The next request goes to another server (round robin): it must already show the post.
+          const h = yield* c.history({ channel: "ryw", limit: 500 })
+          expect((h.data.messages as Array<{ message: string }>).map((m) => m.message)).toContain(`mine ${i}`)
+        }
+      }),
+    )
+  })
+
   it("serves several clients at once, and every subscriber gets every simultaneous post exactly once", async () => {
     const clientsN = 5
     const postsEach = 20

@@ -1,0 +1,30 @@
+# One image for every role: the role is the command (broker, proxy, reference,
+# server, bot, client). Build: docker build -t bulletin .
+# zeromq and lmdb ship prebuilt binaries inside their npm packages, so the
+# slim image needs no compiler.
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.machines.json ./
+COPY bin ./bin
+COPY src ./src
+# npm ci runs `prepare`, which compiles the bulletin/machines export; then the
+# dev dependencies (typescript, vitest, ...) are dropped.
+RUN npm ci --no-audit --no-fund && npm prune --omit=dev && npm cache clean --force
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build --chown=root:root /app /app
+# Servers keep their data under /data (one folder per server name); the
+# reference keeps its ranks there too. Owned by the unprivileged `node` user.
+RUN mkdir -p /data && chown node:node /data
+USER node
+VOLUME ["/data"]
+EXPOSE 5555 5556 5557 5558 5559 5560
+# Every role shuts down cleanly on SIGTERM (sockets closed, store flushed).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "bin/bulletin.js"]
+CMD ["--help"]
+# Per role: compose sets BULLETIN_ROLE (and its own healthcheck per service).
+HEALTHCHECK --interval=5s --timeout=3s --start-period=15s --retries=3 CMD node bin/bulletin.js health "${BULLETIN_ROLE:-client}"

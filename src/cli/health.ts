@@ -1,0 +1,80 @@
+import { connect } from "node:net"
+import * as zmq from "zeromq"
+import { decode } from "../protocol/codec.ts"
+import { encodeEnvelope } from "../protocol/messages.ts"
+import { Ports, type Spec, endpoint, parse, usage } from "./options.ts"
+
+/**
+ * `bulletin health ROLE`: the container healthcheck. Exit 0 when the role in
+ * this container answers: broker and proxy accept TCP connections on both
+ * their ports; the reference answers `list`; a server answers `ping` on its
+ * peer port. Bots and clients have nothing to probe (always healthy).
+ */
+const spec: Spec = {
+  host: { env: "HEALTH_HOST", default: "127.0.0.1", help: "address the role listens on, seen from inside its container" },
+  timeout: { default: "2000", help: "milliseconds to wait for an answer" },
+}
+
+const tcpOpen = (host: string, port: number, timeoutMs: number) =>
+  new Promise<void>((done, fail) => {
+    const socket = connect({ host, port })
+    const t = setTimeout(() => {
+      socket.destroy()
+      fail(new Error(`${host}:${port}: no connection within ${timeoutMs} ms`))
+    }, timeoutMs)
+    socket.once("connect", () => {
+      clearTimeout(t)
+      socket.end()
+      done()
+    })
+    socket.once("error", (e) => {
+      clearTimeout(t)
+      fail(new Error(`${host}:${port}: ${e.message}`))
+    })
+  })
+
+const answers = async (at: string, service: string, timeoutMs: number) => {
+  const req = new zmq.Request({ linger: 0, receiveTimeout: timeoutMs, sendTimeout: timeoutMs })
+  req.connect(at)
+  try {
+    // The healthcheck is a client like any other: it stamps Lamport clock 1 and no physical time worth syncing.
+    await req.send(encodeEnvelope(service, { from: "healthcheck" }, { clock: 1, timestampMs: 0 }))
+    const [reply] = await req.receive()
+    const r = decode(reply!)
+    if (!r.ok) throw new Error(`${at}: unreadable reply to ${service}`)
+  } finally {
+    req.close()
+  }
+}
+
+export const runHealth = async (argv: ReadonlyArray<string>) => {
+  const p = parse(argv, spec)
+  const role = p.rest[0]
+  if (p.flags.help || role === undefined) {
+    console.log(usage("health ROLE", "exit 0 if the role (broker, proxy, reference, server, bot, client) answers", spec))
+    process.exit(role === undefined && !p.flags.help ? 2 : 0)
+  }
+  const host = p.values.host!
+  const timeoutMs = Number(p.values.timeout)
+  switch (role) {
+    case "broker":
+      await Promise.all([tcpOpen(host, Ports.brokerFrontend, timeoutMs), tcpOpen(host, Ports.brokerBackend, timeoutMs)])
+      break
+    case "proxy":
+      await Promise.all([tcpOpen(host, Ports.proxyFrontend, timeoutMs), tcpOpen(host, Ports.proxyBackend, timeoutMs)])
+      break
+    case "reference":
+      await answers(endpoint(host, Ports.reference), "list", timeoutMs)
+      break
+    case "server":
+      await answers(endpoint(host, Ports.peer), "ping", timeoutMs)
+      break
+    case "bot":
+    case "client":
+      break
+    default:
+      throw new Error(`unknown role '${role}'`)
+  }
+  console.log(`${role}: healthy`)
+  process.exit(0)
+}
