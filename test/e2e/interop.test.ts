@@ -28,3 +28,54 @@ describe("a client written from PROTOCOL.md in Python", () => {
     expect(code).toBe(0)
   })
 })
+
+describe("our client and bot against a server written from PROTOCOL.md in Python", () => {
+  it("use only the standard: every client command and the bot's loop work against it", async () => {
+    const { spawn } = await import("node:child_process")
+    const { createInterface } = await import("node:readline")
+    const { spawnBulletin } = await import("../support/procs.ts")
+    const host = "127.81.13.1"
+    const broker = spawnBulletin("broker", ["broker", "--host", host])
+    const proxy = spawnBulletin("proxy", ["proxy", "--host", host])
+    await Promise.all([broker.waitFor(/broker: tcp/), proxy.waitFor(/proxy: tcp/)])
+    const server = spawn(python, [resolve(import.meta.dirname, "../interop/standard_server.py"), `tcp://${host}:5556`, `tcp://${host}:5557`], { stdio: ["ignore", "pipe", "pipe"] })
+    const served: Array<{ served: string; status: string }> = []
+    const ready = new Promise<void>((done) =>
+      createInterface({ input: server.stdout! }).on("line", (l) => {
+        const o = JSON.parse(l) as { ready?: boolean; served?: string; status?: string }
+        if (o.ready) done()
+        else served.push(o as { served: string; status: string })
+      }),
+    )
+    let stderr = ""
+    server.stderr!.on("data", (b: Buffer) => (stderr += b.toString()))
+    try {
+      await ready
+      const script = ["channel interop", "channels", "subscribe interop", "sleep 300", "publish interop hello standard", "message ana note to self", "users", "sleep 500", ""].join("\n")
+      const client = spawnBulletin("client", ["client", "--json", "--broker", host, "--proxy", host, "--user", "ana"], { stdin: script })
+      expect(await client.exited).toBe(0)
+      const out = client.lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>)
+      const replies = out.filter((o) => o.type === "reply")
+      expect(replies.map((r) => [r.command, r.ok])).toEqual([
+        ["login", true],
+        ["channel", true],
+        ["channels", true],
+        ["publish", true],
+        ["message", true],
+        ["users", true],
+      ])
+      expect((replies[2]!.data as { channels: Array<string> }).channels).toEqual(["interop"])
+      // Live, from the standard server's publications through our proxy.
+      expect(out.some((o) => o.type === "publish" && o.message === "hello standard")).toBe(true)
+      expect(out.some((o) => o.type === "message" && o.message === "note to self")).toBe(true)
+      // The bot: log in, pick the existing channel, post, stop after 6.
+      const bot = spawnBulletin("bot", ["bot", "--broker", host, "--proxy", host, "--max", "6", "--rate", "20", "--name", "stdbot"])
+      expect(await bot.exited).toBe(0)
+      expect(served.filter((s) => s.served === "publish" && s.status === "OK").length).toBeGreaterThanOrEqual(7)
+      console.log(`interop: our client and bot against the Python standard server: ${served.length} requests served, ${served.filter((s) => s.status !== "erro").length} ok`)
+      expect(stderr).toBe("")
+    } finally {
+      server.kill("SIGKILL")
+    }
+  }, 60_000)
+})
