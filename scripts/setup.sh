@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 missing=()
 /usr/bin/python3 -c 'import zmq, msgpack' 2>/dev/null || missing+=(python3-zmq python3-msgpack)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
