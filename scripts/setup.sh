@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: python3-zmq and python3-msgpack (the
 # independent Python client), docker-compose (validates compose.yaml; no
-# Docker engine is needed for `docker-compose config`).
+# Docker engine is needed for `docker-compose config`), iproute2 (network
+# namespaces for the multi-host tests).
 missing=()
 /usr/bin/python3 -c 'import zmq, msgpack' 2>/dev/null || missing+=(python3-zmq python3-msgpack)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
