@@ -34,10 +34,10 @@ export class ReferenceService {
     const req = decoded.value
     switch (req.service) {
       case "rank": {
-        const before = this.registry.snapshot().ranks.length
+        const isNew = !this.registry.hasRank(req.user)
         const rank = this.registry.rank(req.user, req.addr, now)
         if (rank === undefined) return errorReply("rank", `no rank for '${req.user}': ${this.registry.serversMax} servers are registered already`, stamp())
-        if (this.registry.snapshot().ranks.length !== before) this.#ranksChanged(this.registry.snapshot())
+        if (isNew) this.#ranksChanged(this.registry.snapshot())
         return encodeEnvelope("rank", { status: "OK", rank }, stamp())
       }
       case "list":

@@ -43,6 +43,11 @@ export class Registry {
     return rank
   }
 
+  /** Whether `name` has ever been given a rank. */
+  hasRank(name: string): boolean {
+    return this.#ranks.has(name)
+  }
+
   heartbeat(name: string, nowMs: number): boolean {
     const e = this.#live.get(name)
     if (e === undefined) return false

@@ -14,8 +14,6 @@ import { Limits } from "./limits.ts"
  * Live ops travel on the proxy, topic `replication`:
  *   { service: "replication", data: { op } }
  */
-export const replicationServices = ["replicate"] as const
-
 const Count = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0))
 
 export const ReplicateRequest = Schema.Struct({
