@@ -29,6 +29,16 @@ export interface TransportLimits {
   readonly subscriberQueueMessages: number
   /** How long a publisher retries a full queue before it drops a publication (and counts it). */
   readonly publishRetryMs: number
+  /**
+   * ZMTP heartbeats on every long-lived connection: a PING every interval, and
+   * a connection that answers nothing for the timeout is closed (and, on the
+   * connecting side, dialled again). Without them a peer cut off by the
+   * network keeps its TCP connection "open" for many minutes: the broker
+   * would keep handing it a share of the requests, and a healed peer would
+   * wait for TCP's retransmission back-off. 0 turns them off.
+   */
+  readonly heartbeatIntervalMs: number
+  readonly heartbeatTimeoutMs: number
 }
 
 export const defaultTransportLimits: TransportLimits = {
@@ -38,6 +48,8 @@ export const defaultTransportLimits: TransportLimits = {
   sendQueueMessages: 4_096,
   subscriberQueueMessages: 10_000,
   publishRetryMs: 1_000,
+  heartbeatIntervalMs: 1_000,
+  heartbeatTimeoutMs: 3_000,
 }
 
 /** A request/reply client: one request at a time, Lazy Pirate reconnect after a timeout. */

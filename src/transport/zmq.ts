@@ -54,6 +54,10 @@ const writer = (socket: zmq.Writable, capacity: number, name: string) =>
     return (frames: Frames) => Queue.offer(queue, frames).pipe(Effect.asVoid)
   })
 
+/** ZMTP heartbeat options for a long-lived socket (see TransportLimits). */
+const heartbeats = (limits: TransportLimits) =>
+  limits.heartbeatIntervalMs > 0 ? { heartbeatInterval: limits.heartbeatIntervalMs, heartbeatTimeout: limits.heartbeatTimeoutMs, heartbeatTimeToLive: limits.heartbeatTimeoutMs } : {}
+
 const requester = (limits: TransportLimits) => (endpoint: string) =>
   Effect.gen(function* () {
     // Lazy Pirate: after a timeout a REQ socket is stuck waiting for its
@@ -97,7 +101,7 @@ const splitEnvelope = (frames: Array<Buffer>): { envelope: Array<Buffer>; body: 
 
 const replier = (limits: TransportLimits) => (endpoint: string, mode: "connect" | "bind") =>
   Effect.gen(function* () {
-    const opts = { linger: 500, sendHighWaterMark: limits.highWaterMarkMessages, receiveHighWaterMark: limits.highWaterMarkMessages, maxMessageSize: Limits.transportFrameBytesMax }
+    const opts = { linger: 500, sendHighWaterMark: limits.highWaterMarkMessages, receiveHighWaterMark: limits.highWaterMarkMessages, maxMessageSize: Limits.transportFrameBytesMax, ...heartbeats(limits) }
     // A DEALER towards the broker lets one server pipeline many requests (a REP
     // would serialise them); a ROUTER when peers connect to us.
     const socket: zmq.Dealer | zmq.Router = yield* scopedSocket(() => (mode === "connect" ? new zmq.Dealer(opts) : new zmq.Router({ ...opts, mandatory: false })))
@@ -124,7 +128,7 @@ const replier = (limits: TransportLimits) => (endpoint: string, mode: "connect" 
 
 const publisher = (limits: TransportLimits) => (endpoint: string) =>
   Effect.gen(function* () {
-    const socket = yield* scopedSocket(() => new zmq.Publisher({ linger: 500, noDrop: true, sendHighWaterMark: limits.highWaterMarkMessages }))
+    const socket = yield* scopedSocket(() => new zmq.Publisher({ linger: 500, noDrop: true, sendHighWaterMark: limits.highWaterMarkMessages, ...heartbeats(limits) }))
     yield* connect(socket, endpoint)
     // Publishing never blocks the caller: when the way to the proxy stays
     // full (or the proxy is down) the queue fills and new publications are
@@ -150,7 +154,7 @@ const retrySchedule = (totalMs: number) => Schedule.spaced("5 millis").pipe(Sche
 
 const subscriber = (limits: TransportLimits) => (endpoint: string, initialTopics: ReadonlyArray<string>) =>
   Effect.gen(function* () {
-    const socket = yield* scopedSocket(() => new zmq.Subscriber({ linger: 0, receiveHighWaterMark: limits.highWaterMarkMessages, maxMessageSize: Limits.transportFrameBytesMax }))
+    const socket = yield* scopedSocket(() => new zmq.Subscriber({ linger: 0, receiveHighWaterMark: limits.highWaterMarkMessages, maxMessageSize: Limits.transportFrameBytesMax, ...heartbeats(limits) }))
     const topics = new Set<string>()
     const subscribe = (topic: string) => Effect.sync(() => { if (!topics.has(topic)) { topics.add(topic); socket.subscribe(topic) } })
     const unsubscribe = (topic: string) => Effect.sync(() => { if (topics.delete(topic)) socket.unsubscribe(topic) })
@@ -193,17 +197,19 @@ const device = <F extends zmq.Socket, B extends zmq.Socket>(name: string, front:
   })
 
 const broker = (limits: TransportLimits) => (front: string, back: string) => {
-  const opts = { linger: 0, sendHighWaterMark: limits.highWaterMarkMessages, receiveHighWaterMark: limits.highWaterMarkMessages, maxMessageSize: Limits.transportFrameBytesMax }
+  // Heartbeats on both sides: a server cut off stops getting requests once its
+  // connection times out, instead of swallowing a share of them for minutes.
+  const opts = { linger: 0, sendHighWaterMark: limits.highWaterMarkMessages, receiveHighWaterMark: limits.highWaterMarkMessages, maxMessageSize: Limits.transportFrameBytesMax, ...heartbeats(limits) }
   return device("broker", new zmq.Router(opts), front, new zmq.Dealer(opts), back)
 }
 
 const proxy = (limits: TransportLimits) => (front: string, back: string) =>
   device(
     "proxy",
-    new zmq.XSubscriber({ linger: 0, receiveHighWaterMark: limits.highWaterMarkMessages * 10, maxMessageSize: Limits.transportFrameBytesMax }),
+    new zmq.XSubscriber({ linger: 0, receiveHighWaterMark: limits.highWaterMarkMessages * 10, maxMessageSize: Limits.transportFrameBytesMax, ...heartbeats(limits) }),
     front,
     // A slow subscriber loses its own excess (XPUB drops at its HWM); it never stalls the others.
-    new zmq.XPublisher({ linger: 0, sendHighWaterMark: limits.highWaterMarkMessages * 10 }),
+    new zmq.XPublisher({ linger: 0, sendHighWaterMark: limits.highWaterMarkMessages * 10, ...heartbeats(limits) }),
     back,
   )
 
