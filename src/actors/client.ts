@@ -33,6 +33,8 @@ export interface Reply {
   /** The server's error text (`description`, or `message` for publish/message). */
   readonly error: string | undefined
   readonly data: Record<string, unknown>
+  /** Requests sent for it: 1, or more when earlier attempts timed out (0: not sent). */
+  readonly attempts: number
 }
 
 export interface BulletinClient {
@@ -52,7 +54,7 @@ export interface BulletinClient {
   readonly stamper: Stamper
 }
 
-const notLoggedIn = (service: string) => Effect.succeed<Reply>({ service, ok: false, error: "log in first (login NAME)", data: {} })
+const notLoggedIn = (service: string) => Effect.succeed<Reply>({ service, ok: false, error: "log in first (login NAME)", data: {}, attempts: 0 })
 
 const isOk = (data: Record<string, unknown>) => data.status === "sucesso" || data.status === "OK" || (data.status === undefined && data.description === undefined)
 
@@ -78,7 +80,11 @@ export const makeClient = (config: ClientConfig): Effect.Effect<BulletinClient, 
         const id = `${session}-${(counter += 1)}`
         const stamp = yield* stamper.stamp
         const frame = encode({ service, data: { ...data, id, timestamp: stamp.timestampMs, clock: stamp.clock } })
-        const attempt = requester.request(frame, config.requestTimeoutMs)
+        let attempts = 0
+        const attempt = Effect.suspend(() => {
+          attempts += 1
+          return requester.request(frame, config.requestTimeoutMs)
+        })
         const replyFrame = yield* attempt.pipe(
           Effect.retry({ times: config.attemptsMax - 1, while: (e) => e.reason === "Timeout" }),
           Effect.mapError((e) => new ClientError({ reason: "Unreachable", message: `${service}: ${e.message} (after ${config.attemptsMax} attempts)` })),
@@ -90,7 +96,7 @@ export const makeClient = (config: ClientConfig): Effect.Effect<BulletinClient, 
         // Our own writes, per origin: history requests carry them (read-your-writes).
         const cursor = replyData.cursor
         if (Array.isArray(cursor) && typeof cursor[1] === "string" && typeof cursor[2] === "number" && cursor[2] > (seen[cursor[1]] ?? 0)) seen[cursor[1]] = cursor[2]
-        return { service: decoded.value.service, ok: isOk(replyData), error: errorText(replyData), data: replyData } satisfies Reply
+        return { service: decoded.value.service, ok: isOk(replyData), error: errorText(replyData), data: replyData, attempts } satisfies Reply
       })
 
     // Publications for this client: on its own name only private messages to

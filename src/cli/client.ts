@@ -62,7 +62,7 @@ const execute = (client: BulletinClient, line: string, out: Out, json: boolean) 
     const [cmd, ...args] = line.trim().split(/\s+/)
     const text = line.trim().slice((cmd ?? "").length).trim()
     const rest = (n: number) => args.slice(n).join(" ")
-    const print = (r: Reply, extra: Record<string, unknown> = {}) => out(json ? JSON.stringify({ type: "reply", command: cmd, ok: r.ok, error: r.error, ...extra, data: r.data }) : showReply(r))
+    const print = (r: Reply, extra: Record<string, unknown> = {}) => out(json ? JSON.stringify({ type: "reply", command: cmd, ok: r.ok, error: r.error, attempts: r.attempts, ...extra, data: r.data }) : showReply(r))
     const needs = (n: number, form: string) => {
       if (args.length >= n) return true
       out(json ? JSON.stringify({ type: "usage", command: cmd, usage: form }) : `usage: ${form}`)
