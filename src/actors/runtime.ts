@@ -35,6 +35,33 @@ export const supervised = <A, E, R>(name: string, loop: Effect.Effect<A, E, R>, 
   )
 
 /**
+ * A host clock that is off by `skewMs` (fault injection: `bulletin server
+ * --clock-skew`). Wall-clock readings move; monotonic time and sleeps do not,
+ * as with a real machine whose clock was set wrong.
+ */
+export const skewedClock = (real: Clock.Clock, skewMs: number): Clock.Clock => {
+  const skewNs = BigInt(Math.round(skewMs * 1_000_000))
+  return {
+    currentTimeMillisUnsafe: () => real.currentTimeMillisUnsafe() + skewMs,
+    currentTimeMillis: Effect.sync(() => real.currentTimeMillisUnsafe() + skewMs),
+    currentTimeNanosUnsafe: () => real.currentTimeNanosUnsafe() + skewNs,
+    currentTimeNanos: Effect.sync(() => real.currentTimeNanosUnsafe() + skewNs),
+    monotonicTimeNanosUnsafe: () => real.monotonicTimeNanosUnsafe(),
+    monotonicTimeNanos: real.monotonicTimeNanos,
+    sleep: (d) => real.sleep(d),
+  }
+}
+
+/** Runs `effect` with the Clock service off by `skewMs` (nothing changes at 0). */
+export const withClockSkew = <A, E, R>(skewMs: number, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  skewMs === 0
+    ? effect
+    : Effect.gen(function* () {
+        const real = yield* Clock.Clock
+        return yield* Effect.provideService(effect, Clock.Clock, skewedClock(real, skewMs))
+      })
+
+/**
  * Stamps outgoing messages: the process's Lamport clock and its physical
  * clock (Effect's Clock service, so tests control it), adjusted by the
  * server's coordination layer (Berkeley offsets, slewed).

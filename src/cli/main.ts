@@ -4,7 +4,7 @@ import { Effect, Layer } from "effect"
 import { bot } from "../actors/bot.ts"
 import { defaultClientConfig } from "../actors/client.ts"
 import { broker, proxy } from "../actors/devices.ts"
-import { runMain } from "../actors/runtime.ts"
+import { runMain, withClockSkew } from "../actors/runtime.ts"
 import { defaultReferenceConfig, reference } from "../actors/reference.ts"
 import { type CoordinationSettings, defaultServerConfig, server } from "../actors/server.ts"
 import { layerLmdb } from "../store/Store.ts"
@@ -29,6 +29,7 @@ const specs = {
     reference: { env: "REFERENCE_ADDR", default: "127.0.0.1", help: "reference host (port 5559); 'none': no election or clock sync" },
     peer: { env: "PEER_BIND", help: "where the peer REP socket binds (default tcp://HOST:5560, HOST from --host or 127.0.0.1)" },
     advertise: { env: "PEER_ADDR", help: "how other servers reach this one (default: the --peer endpoint, or tcp://HOSTNAME:5560 when it binds 0.0.0.0)" },
+    "clock-skew": { env: "CLOCK_SKEW_MS", default: "0", help: "fault injection: run as if this host's clock were off by this many ms (Berkeley pulls it back)" },
   },
   reference: {
     host: { env: "BIND_HOST", default: "127.0.0.1", help: "address to bind 5559 on (0.0.0.0 in containers)" },
@@ -124,7 +125,9 @@ const main = async (argv: ReadonlyArray<string>) => {
         coordination: values.reference === "none" ? undefined : coordinationOf(values),
         lamportLeaseFile: join(data, "lamport"),
       }
-      return runMain(Effect.scoped(server(config)).pipe(Effect.provide(Layer.mergeAll(zmq, layerLmdb(data)))))
+      const skew = Number(values["clock-skew"])
+      if (!Number.isFinite(skew) || Math.abs(skew) > 86_400_000) throw new Error(`--clock-skew must be milliseconds within a day (±86400000), got '${values["clock-skew"]}'`)
+      return runMain(withClockSkew(skew, Effect.scoped(server(config))).pipe(Effect.provide(Layer.mergeAll(zmq, layerLmdb(data)))))
     }
     case "bot": {
       const { values } = show(specs.bot, "a bot")
