@@ -10,6 +10,8 @@ export interface Proc {
   readonly name: string
   readonly child: ChildProcess
   readonly lines: Array<string>
+  /** performance.now() at which each line arrived. */
+  readonly at: Array<number>
   readonly waitFor: (pattern: RegExp, timeoutMs?: number) => Promise<string>
   readonly exited: Promise<number | null>
   readonly stop: (signal?: NodeJS.Signals) => Promise<number | null>
@@ -18,17 +20,26 @@ export interface Proc {
 const live = new Set<Proc>()
 
 /** Runs `bulletin ARGS` as a child process, collecting its output lines. */
-export const spawnBulletin = (name: string, args: ReadonlyArray<string>, options: { stdin?: string; env?: Record<string, string> } = {}): Proc => {
-  const child = spawn(process.execPath, [bin, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...options.env } })
+export const spawnBulletin = (
+  name: string,
+  args: ReadonlyArray<string>,
+  options: { stdin?: string; env?: Record<string, string>; wrap?: (argv: ReadonlyArray<string>) => Array<string> } = {},
+): Proc => {
+  // `wrap` runs it elsewhere, e.g. `ip netns exec NS ...`, which execs in place (signals reach node itself).
+  const [command, ...rest] = (options.wrap ?? ((a) => [...a]))([process.execPath, bin, ...args])
+  const child = spawn(command!, rest, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...options.env } })
   const lines: Array<string> = []
+  const at: Array<number> = []
   const waiters = new Set<() => void>()
   for (const s of [child.stdout!, child.stderr!]) {
     createInterface({ input: s }).on("line", (l) => {
       lines.push(l)
+      at.push(performance.now())
       if (process.env.BULLETIN_TEST_VERBOSE) console.log(`${name} | ${l}`)
       for (const w of waiters) w()
     })
   }
+  // Given stdin is written and closed; otherwise it stays open for the test to write to.
   if (options.stdin !== undefined) child.stdin!.end(options.stdin)
   const exited = new Promise<number | null>((done) => child.on("exit", (code, signal) => done(code ?? (signal === null ? null : 128))))
   const waitFor = (pattern: RegExp, timeoutMs = 20_000) =>
@@ -51,6 +62,7 @@ export const spawnBulletin = (name: string, args: ReadonlyArray<string>, options
     name,
     child,
     lines,
+    at,
     waitFor,
     exited,
     stop: async (signal = "SIGTERM") => {
