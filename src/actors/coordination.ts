@@ -496,7 +496,8 @@ export class CoordinationNode {
         return out
       }
       case "clock":
-        return reply({ time: this.now() })
+        // Integer ms on the wire, like every timestamp (a fraction would go out as a float64).
+        return reply({ time: Math.floor(this.now()) })
       case "clockAdjust": {
         // Only the coordinator we follow, or one with a newer term, may move our clock.
         const current = this.coordinator

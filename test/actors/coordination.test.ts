@@ -98,6 +98,18 @@ describe("the coordination node", () => {
     expect(seen[29]).toBe(200)
   })
 
+  it("answers clock with integer ms even while slewing (found by the Python interop client)", () => {
+    const h = harness()
+    h.node.start()
+    h.serveReference()
+    h.serveReference()
+    expect(h.ask("clockAdjust", { offsetMs: -100, round: 1, from: "c" }).data.status).toBe("OK")
+    h.sched.runUntil(h.sched.now + 3, 10_000) // 3 ms at half speed: 1.5 ms of adjusted time
+    expect(h.node.now() % 1).not.toBe(0)
+    const t = h.ask("clock").data.time as number
+    expect(Number.isInteger(t)).toBe(true)
+  })
+
   it("applies one round's offset once, and refuses a stale coordinator's with the term it follows", () => {
     const h = harness()
     h.node.start()

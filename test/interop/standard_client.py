@@ -7,7 +7,13 @@ on some requests, the Lamport clock at the top level on some, timestamps as
 float seconds (time.time()). It checks every client service and prints one
 JSON line per check; the exit status is the number of failed checks.
 
-Usage: standard_client.py BROKER_ENDPOINT PROXY_ENDPOINT RUN_ID
+With a reference endpoint it also speaks the servers' side of the standard:
+`list`, `rank` and `heartbeat` to the reference (for a server already there,
+so nothing is disturbed), `clock` and `election` to each server's peer port
+(addresses from `list`'s `addr`), and the coordinator announcement on topic
+`servers` that an election ends with.
+
+Usage: standard_client.py BROKER_ENDPOINT PROXY_ENDPOINT RUN_ID [REFERENCE_ENDPOINT]
 """
 import json
 import sys
@@ -17,6 +23,7 @@ import msgpack
 import zmq
 
 broker, proxy, run_id = sys.argv[1], sys.argv[2], sys.argv[3]
+reference = sys.argv[4] if len(sys.argv) > 4 else None
 ctx = zmq.Context()
 req = ctx.socket(zmq.REQ)
 req.setsockopt(zmq.LINGER, 0)
@@ -41,9 +48,10 @@ def check(name, ok, detail=None):
     print(json.dumps({"check": name, "ok": bool(ok), "detail": detail}), flush=True)
 
 
-def call(service, data, quirk=None):
+def call(service, data, quirk=None, socket=None):
     """One request. quirk: None (standard), 'opcao', 'toplevel-clock'."""
     global clock
+    socket = socket or req
     clock += 1
     body = dict(data)
     body["timestamp"] = time.time()  # float seconds, as Python peers send
@@ -56,11 +64,23 @@ def call(service, data, quirk=None):
         msg["clock"] = clock
     else:
         body["clock"] = clock
-    req.send(msgpack.packb(msg, use_bin_type=True))
-    reply = msgpack.unpackb(req.recv(), raw=False)
+    socket.send(msgpack.packb(msg, use_bin_type=True))
+    reply = msgpack.unpackb(socket.recv(), raw=False)
     received = reply.get("data", {}).get("clock", reply.get("clock", 0))
     clock = max(clock, received) + 1  # the seeds' rule: max + 1
     return reply
+
+
+def call_at(endpoint, service, data, quirk=None):
+    """One request on a fresh REQ socket (reference, or a server's peer port)."""
+    s = ctx.socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVTIMEO, 5000)
+    s.connect(endpoint)
+    try:
+        return call(service, data, quirk=quirk, socket=s)
+    finally:
+        s.close()
 
 
 def receive(topic, timeout_s=5.0):
@@ -125,6 +145,36 @@ try:
     req.send(b"\xc1 not msgpack")
     r = msgpack.unpackb(req.recv(), raw=False)
     check("malformed msgpack is an error", r["data"].get("status") == "erro", r)
+
+    if reference is not None:
+        r = call_at(reference, "list", {}, quirk="opcao")
+        servers = r["data"].get("list", [])
+        ranks = [e.get("rank") for e in servers]
+        check("reference: list", r.get("service") == "list" and len(servers) >= 3 and all(isinstance(e.get("name"), str) and isinstance(e.get("rank"), int) for e in servers) and len(set(ranks)) == len(ranks), r)
+        known = servers[0]
+        r = call_at(reference, "rank", {"user": known["name"]}, quirk="toplevel-clock")
+        check("reference: rank (a registered name keeps its rank)", r["data"].get("rank") == known["rank"], r)
+        r = call_at(reference, "heartbeat", {"user": known["name"]})
+        check("reference: heartbeat", r.get("service") == "heartbeat" and isinstance(r["data"].get("timestamp"), int) and isinstance(r["data"].get("clock"), int), r)
+
+        for e in servers:
+            r = call_at(e["addr"], "clock", {})
+            t = r["data"].get("time")
+            check("server %s: clock" % e["name"], isinstance(t, int) and abs(t - time.time() * 1000) < 5000, r)
+
+        # An election asked of the highest rank ends with it announced on `servers`.
+        sub.setsockopt(zmq.SUBSCRIBE, b"servers")
+        time.sleep(0.5)
+        top = max(servers, key=lambda e: e["rank"])
+        r = call_at(top["addr"], "election", {}, quirk="opcao")
+        check("server %s: election" % top["name"], r.get("service") == "election" and r["data"].get("election") == "OK", r)
+        announced = None
+        deadline = time.time() + 10
+        while time.time() < deadline and announced is None:
+            a = receive("servers", timeout_s=deadline - time.time())
+            if a is not None and a.get("service") == "election" and a["data"].get("coordinator") == top["name"]:
+                announced = a
+        check("announcement on servers names the highest rank", announced is not None and isinstance(announced["data"].get("clock"), int) and isinstance(announced["data"].get("timestamp"), int), announced)
 
     check("lamport clock advanced past the server's", clock > 10, clock)
 except zmq.Again:
