@@ -122,6 +122,14 @@ export const bullyMachine = setup({
     /** A leader hears of a term above the one it leads under. */
     outdated: ({ context, event }) =>
       "term" in event && event.term !== undefined && context.coordinator !== undefined && later(event.term, context.coordinator.term),
+    /**
+     * A leader hears of a newer term claimed by a server ranked above it (a
+     * follower's ping, a refused clockAdjust, an election or OK carrying it):
+     * that server leads, or tried to. Claiming above it would start a term
+     * race with a server that must win; hold an election instead.
+     */
+    outdatedByHigher: ({ context, event }) =>
+      "term" in event && event.term !== undefined && event.term.rank > context.self.rank && context.coordinator !== undefined && later(event.term, context.coordinator.term),
     fromLowerRank: ({ context, event }) => event.type === "ELECTION" && event.rank < context.self.rank,
   },
   actions: {
@@ -226,11 +234,12 @@ export const bullyMachine = setup({
         // term above any it has claimed, or it (and whoever heard it) would
         // take our announcement for a stale one.
         ELECTION: [
+          { guard: "outdatedByHigher", target: "#bully.electing", actions: "learnTerm" },
           { guard: "outdated", actions: reclaim },
           { actions: "announce" },
         ],
-        OK: [{ guard: "outdated", actions: reclaim }, { actions: "learnTerm" }],
-        TERM: [{ guard: "outdated", actions: reclaim }, { actions: "learnTerm" }],
+        OK: [{ guard: "outdatedByHigher", target: "#bully.electing", actions: "learnTerm" }, { guard: "outdated", actions: reclaim }, { actions: "learnTerm" }],
+        TERM: [{ guard: "outdatedByHigher", target: "#bully.electing", actions: "learnTerm" }, { guard: "outdated", actions: reclaim }, { actions: "learnTerm" }],
         ANNOUNCE: [
           { guard: "fromSelf" },
           // A higher server leads with a newer term: we step down. (An older

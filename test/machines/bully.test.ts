@@ -263,6 +263,27 @@ describe("bully machine: leading", () => {
     expect(older.s.context).toEqual(r.s.context)
   })
 
+  it("a leader that hears of a newer term claimed by a higher rank holds an election instead of claiming above it (found in the multi-host test)", () => {
+    // b led while c was unreachable (a partition); c, back, leads under a newer term.
+    const l = step(boot(B, [A, C]).s, after("electionTimeout", "bully.electing")).s
+    expect(l.value).toEqual({ leader: "announcing" })
+    for (const e of [
+      { type: "TERM", term: { epoch: 9, rank: 3 } },
+      { type: "OK", from: "c", term: { epoch: 9, rank: 3 } },
+      { type: "ELECTION", from: "a", rank: 1, term: { epoch: 9, rank: 3 } },
+    ] as const) {
+      const r = step(l, e)
+      expect(r.s.value).toBe("electing")
+      expect(r.out.filter((o) => o.type === "announce")).toEqual([])
+      expect(r.out).toContainEqual({ type: "sendElection", to: "c", term: { epoch: 10, rank: 2 } })
+      // c answers the election by claiming above b's claim; b follows it.
+      const ok = step(r.s, { type: "OK", from: "c", term: { epoch: 10, rank: 2 } })
+      const follows = step(ok.s, announce(C, { epoch: 11, rank: 3 }))
+      expect(follows.s.value).toBe("follower")
+      expect(follows.s.context.coordinator?.name).toBe("c")
+    }
+  })
+
   it("anywhere else a TERM is only noted", () => {
     const f = followerOfC()
     const r = step(f, { type: "TERM", term: { epoch: 4, rank: 1 } })

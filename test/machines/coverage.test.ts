@@ -183,9 +183,11 @@ describe("model-based coverage (xstate/graph)", () => {
           { type: "PEERS", peers: [A] }, // nobody higher: electing leads at once
           { type: "ELECTION", from: "a", rank: 1, term: newer(A) },
           { type: "ELECTION", from: "a", rank: 1, term: stale(A) },
+          { type: "ELECTION", from: "a", rank: 1, term: newer(C) }, // a heard c's newer term
           { type: "ELECTION", from: "c", rank: 3 }, // from above: no bullying
           { type: "OK", from: "c" },
           { type: "OK", from: "c", term: newer(C) },
+          { type: "OK", from: "c", term: newer(A) },
           announce(B, ref), // our own, heard back
           announce(C, newer(C)),
           announce(C, stale(C)),
@@ -194,6 +196,8 @@ describe("model-based coverage (xstate/graph)", () => {
           { type: "COORDINATOR_DOWN", name: s.context.coordinator?.name ?? "c" },
           { type: "COORDINATOR_DOWN", name: "nobody" },
           { type: "TERM", term: newer(C) },
+          { type: "TERM", term: newer(A) },
+          { type: "TERM", term: newer(B) }, // our own term from before a restart
           { type: "TERM", term: stale(A) },
         ]
       },
