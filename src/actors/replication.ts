@@ -304,6 +304,8 @@ export class ReplicationNode {
     this.#env.trace?.({ kind: "lag", ops: sorted.length, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: sorted.at(-1)! })
   }
 
+  readonly #gapReported = new Map<string, number>()
+
   #checkGaps(ops: ReadonlyArray<Op>) {
     const vector = this.#env.store.vector()
     const seen = new Map<string, number>()
@@ -311,7 +313,9 @@ export class ReplicationNode {
     for (const [origin, saw] of seen) {
       const have = vector.get(origin) ?? 0
       if (have < saw) {
-        this.#env.trace?.({ kind: "gap", origin, have, saw })
+        // Reported once per hole (while a pull fills it, every live op still lands past it).
+        if (this.#gapReported.get(origin) !== have) this.#env.trace?.({ kind: "gap", origin, have, saw })
+        this.#gapReported.set(origin, have)
         this.#actor?.send({ type: "GAP", origin })
       }
     }
