@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process"
-import { resolve } from "node:path"
+import { appendFileSync, mkdirSync } from "node:fs"
+import { join, resolve } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Network, makeNetwork, netnsUnavailable } from "../support/netns.ts"
 import { type Proc, spawnBulletin, stopAll, tempDir } from "../support/procs.ts"
@@ -40,8 +41,17 @@ const retriesSettleMs = 8_500
 const root = resolve(import.meta.dirname, "../..")
 
 let net: Network
+let logDir: string | undefined
+const procs: Array<Proc> = []
 const servers: Record<string, Proc> = {}
-const log = (line: string) => console.log(`multihost: ${line}`)
+const log = (line: string) => console.log(`multihost: ${((performance.now() - began) / 1000).toFixed(3)} ${line}`)
+const began = performance.now()
+/** spawnBulletin inside a host, kept for the logs. */
+const run = (name: string, host: string, args: ReadonlyArray<string>, stdin?: string) => {
+  const p = spawnBulletin(name, args, { wrap: (argv) => net.exec(host, argv), ...(stdin === undefined ? {} : { stdin }) })
+  procs.push(p)
+  return p
+}
 
 const ms = (t: number) => `${t.toFixed(0)} ms`
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t))
@@ -92,11 +102,7 @@ const nameOf = (host: string) => `server-${host.slice(1)}`
 const startServer = async (host: (typeof serverNames)[number], dataRoot: string) => {
   const name = nameOf(host)
   const a = net.addresses
-  const p = spawnBulletin(
-    name,
-    ["server", "--name", name, "--data", `${dataRoot}/${name}`, "--host", a[host]!, "--broker", a.broker!, "--proxy", a.proxy!, "--reference", a.reference!, `--clock-skew=${skews[host]}`],
-    { wrap: (argv) => net.exec(host, argv) },
-  )
+  const p = run(name, host, ["server", "--name", name, "--data", `${dataRoot}/${name}`, "--host", a[host]!, "--broker", a.broker!, "--proxy", a.proxy!, "--reference", a.reference!, `--clock-skew=${skews[host]}`])
   servers[host] = p
   return p
 }
@@ -114,15 +120,22 @@ beforeAll(() => {
 afterAll(async () => {
   await stopAll()
   net?.teardown()
+  // Every process's output, each line with its time since the test began, for reading a failure afterwards.
+  if (logDir !== undefined) {
+    mkdirSync(logDir, { recursive: true })
+    for (const p of procs) appendFileSync(join(logDir, `${p.name}.log`), p.lines.map((l, i) => `${((p.at[i]! - began) / 1000).toFixed(3)} ${l}\n`).join(""))
+    console.log(`multihost: every process's output is in ${logDir}`)
+  }
 })
 
 describe.skipIf(unavailable !== undefined)("multi-host faults in network namespaces", () => {
   it("survives a partitioned coordinator and a SIGKILLed server under load, losing nothing", async () => {
     const a = net.addresses
     const dataRoot = tempDir("multihost")
-    const broker = spawnBulletin("broker", ["broker", "--host", a.broker!], { wrap: (argv) => net.exec("broker", argv) })
-    const proxy = spawnBulletin("proxy", ["proxy", "--host", a.proxy!], { wrap: (argv) => net.exec("proxy", argv) })
-    const reference = spawnBulletin("reference", ["reference", "--host", a.reference!], { wrap: (argv) => net.exec("reference", argv) })
+    logDir = join(dataRoot, "logs")
+    const broker = run("broker", "broker", ["broker", "--host", a.broker!])
+    const proxy = run("proxy", "proxy", ["proxy", "--host", a.proxy!])
+    const reference = run("reference", "reference", ["reference", "--host", a.reference!])
     await Promise.all([broker.waitFor(/broker: tcp/), proxy.waitFor(/proxy: tcp/), reference.waitFor(/reference: serving/)])
     await Promise.all(serverNames.map((h) => startServer(h, dataRoot)))
     await Promise.all(serverNames.map((h) => servers[h]!.waitFor(/serving requests/, 30_000)))
@@ -143,10 +156,10 @@ describe.skipIf(unavailable !== undefined)("multi-host faults in network namespa
 
     // Load: two bots, and writers on the client host posting steadily until told to stop.
     const bots = (["bot1", "bot2"] as const).map((h) =>
-      spawnBulletin(h, ["bot", "--broker", a.broker!, "--proxy", a.proxy!, "--rate", "10", "--name", `load${h}`], { wrap: (argv) => net.exec(h, argv) }),
+      run(h, h, ["bot", "--broker", a.broker!, "--proxy", a.proxy!, "--rate", "10", "--name", `load${h}`]),
     )
     const clients = Array.from({ length: writers }, (_, c) =>
-      spawnBulletin(`writer-${c}`, ["client", "--json", "--broker", a.broker!, "--proxy", a.proxy!, "--user", `writer${c}`, "--timeout", "1500", "--linger", "0"], { wrap: (argv) => net.exec("client", argv) }),
+      run(`writer-${c}`, "client", ["client", "--json", "--broker", a.broker!, "--proxy", a.proxy!, "--user", `writer${c}`, "--timeout", "1500", "--linger", "0"]),
     )
     let sent = 0
     for (const c of clients) c.child.stdin!.write("channel load\n")
