@@ -1,4 +1,5 @@
-import { type Actor, createActor } from "xstate"
+import { type Actor, type InspectionEvent, createActor } from "xstate"
+import { stateName } from "./monitor.ts"
 import { describeError, guarded } from "./guarded.ts"
 import { type BerkeleyEmitted, berkeleyMachine } from "../machines/berkeley.ts"
 import { type BullyEmitted, type Coordinator, type Peer, bullyMachine } from "../machines/bully.ts"
@@ -111,6 +112,8 @@ export interface CoordinationEnv {
   readonly peersChanged?: (peers: ReadonlyArray<{ readonly name: string; readonly rank: number; readonly addr: string | undefined }>) => void
   /** The reference is reachable again after this server lost it: it was probably cut off. */
   readonly rejoined?: () => void
+  /** An xstate `inspect` observer for each machine this node runs, by name (monitoring, the inspector). */
+  readonly inspect?: (machine: string) => ((e: InspectionEvent) => void) | undefined
 }
 
 export interface CoordinationSnapshot {
@@ -125,8 +128,6 @@ export interface CoordinationSnapshot {
   readonly offsetMs: number
 }
 
-const stateName = (value: unknown): string =>
-  typeof value === "string" ? value : Object.entries(value as Record<string, unknown>).map(([k, v]) => `${k}.${stateName(v)}`).join(",")
 
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 const isCount = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
@@ -332,6 +333,7 @@ export class CoordinationNode {
     this.#ranks.set(c.name, rank)
     const bully = createActor(bullyMachine, {
       clock,
+      inspect: this.#env.inspect?.("bully"),
       input: {
         self: { name: c.name, rank },
         electionTimeoutMs: c.electionTimeoutMs,
@@ -342,9 +344,10 @@ export class CoordinationNode {
     })
     const berkeley = createActor(berkeleyMachine, {
       clock,
+      inspect: this.#env.inspect?.("berkeley"),
       input: { self: c.name, roundIntervalMs: c.roundIntervalMs, pollTimeoutMs: c.pollTimeoutMs, roundSpacingMs: c.roundSpacingMs, toleranceMs: c.toleranceMs, rttMaxMs: c.rttMaxMs },
     })
-    const referenceBeat = createActor(heartbeatMachine, { clock, input: { intervalMs: c.heartbeatIntervalMs, livenessMax: c.livenessMax } })
+    const referenceBeat = createActor(heartbeatMachine, { clock, inspect: this.#env.inspect?.("referenceHeartbeat"), input: { intervalMs: c.heartbeatIntervalMs, livenessMax: c.livenessMax } })
     const m: Machines = { rank, bully, berkeley, referenceBeat, coordinatorBeat: undefined }
     this.#machines = m
 
@@ -424,7 +427,7 @@ export class CoordinationNode {
     m.berkeley.send({ type: e.self ? "LEAD" : "FOLLOW" })
     const coordinator = e.coordinator
     if (coordinator === undefined || e.self) return
-    const beat = createActor(heartbeatMachine, { clock: this.#env.clock, input: { intervalMs: this.config.heartbeatIntervalMs, livenessMax: this.config.livenessMax } })
+    const beat = createActor(heartbeatMachine, { clock: this.#env.clock, inspect: this.#env.inspect?.("coordinatorHeartbeat"), input: { intervalMs: this.config.heartbeatIntervalMs, livenessMax: this.config.livenessMax } })
     m.coordinatorBeat = beat
     beat.subscribe({ error: (e) => this.#machineFailed("coordinator heartbeat", e) })
     beat.on("ping", this.#guarded("coordinator heartbeat", () => {

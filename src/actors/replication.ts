@@ -1,4 +1,5 @@
-import { type Actor, createActor } from "xstate"
+import { type Actor, type InspectionEvent, createActor } from "xstate"
+import { stateName } from "./monitor.ts"
 import { guarded } from "./guarded.ts"
 import type { LamportClock } from "../machines/lamport.ts"
 import { replicationMachine } from "../machines/replication.ts"
@@ -73,6 +74,8 @@ export interface ReplicationEnv {
   readonly elapsedNow: () => number
   readonly store: ReplicationStore
   readonly trace?: (event: ReplicationTrace) => void
+  /** An xstate `inspect` observer for the replication machine (monitoring, the inspector). */
+  readonly inspect?: (machine: string) => ((e: InspectionEvent) => void) | undefined
 }
 
 export const replicationTopic = "replication"
@@ -118,13 +121,14 @@ export class ReplicationNode {
 
   get state(): string {
     const v = this.#actor?.getSnapshot().value
-    return v === undefined ? "stopped" : typeof v === "string" ? v : Object.entries(v).map(([k, x]) => `${k}.${String(x)}`).join(",")
+    return v === undefined ? "stopped" : stateName(v)
   }
 
   start(): void {
     const c = this.config
     const actor = createActor(replicationMachine, {
       clock: this.#env.clock,
+      inspect: this.#env.inspect?.("replication"),
       input: { self: c.name, syncIntervalMs: c.syncIntervalMs, syncTimeoutMs: c.syncTimeoutMs, catchUpTimeoutMs: c.catchUpTimeoutMs, startupTimeoutMs: c.startupTimeoutMs },
     })
     this.#actor = actor

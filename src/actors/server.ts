@@ -1,4 +1,5 @@
 import { Clock, Duration, Effect, Queue, Random, type Scope, Semaphore } from "effect"
+import type { InspectionEvent } from "xstate"
 import { type CoordinationConfig, type CoordinationNet, CoordinationNode, type TraceEvent, defaultCoordinationConfig } from "./coordination.ts"
 import { coordinatorTopic } from "../protocol/coordination.ts"
 import { leaseLamport } from "./lamportLease.ts"
@@ -21,6 +22,7 @@ import { type Op, type OpInput, postOf } from "../protocol/ops.ts"
 import { Store } from "../store/Store.ts"
 import { type Publisher, type Replier, type Requester, type Subscriber, Transport } from "../transport/Transport.ts"
 import { Stamper, supervised } from "./runtime.ts"
+import { Monitor, type MonitorConfig, type MonitorReport, defaultMonitorConfig, monitorTopic } from "./monitor.ts"
 
 export interface ServerConfig {
   /** Unique among servers; the origin of every op this server creates. */
@@ -46,6 +48,8 @@ export interface ServerConfig {
    */
   readonly coordination: CoordinationSettings | undefined
   readonly replication?: Partial<ReplicationConfig>
+  /** The monitoring channel (topic `monitor`, see monitor.ts). */
+  readonly monitor?: Partial<MonitorConfig>
   /** Where the Lamport clock's lease is kept (in the data folder), so a restart never reuses a clock value; none: not kept. */
   readonly lamportLeaseFile: string | undefined
 }
@@ -90,6 +94,10 @@ export const server = (config: ServerConfig) =>
     const clock = yield* Clock.Clock
     const run = Effect.runForkWith(yield* Effect.context<Transport | Scope.Scope>())
     const net = yield* makeNet(publisher, run)
+    const monitor = new Monitor({ ...defaultMonitorConfig, ...config.monitor }, () => Math.floor(stamper.adjust(clock.currentTimeMillisUnsafe())))
+    const inspect = (machine: string) => monitor.observe(machine)
+    let lastLag: { p50Ms: number; p99Ms: number } | undefined
+    let handled = 0
     const replication = new ReplicationNode(
       { ...defaultReplicationConfig(config.name), ...config.replication },
       {
@@ -103,7 +111,9 @@ export const server = (config: ServerConfig) =>
           apply: (ops, done) =>
             void run(Effect.all(ops.map(store.apply), { concurrency: "unbounded", discard: true }).pipe(Effect.match({ onFailure: (e) => done(e), onSuccess: () => done() }))),
         },
+        inspect,
         trace: (e) => {
+          if (e.kind === "lag") lastLag = { p50Ms: e.p50Ms, p99Ms: e.p99Ms }
           const line = loggedReplication(config.name, e)
           if (line !== undefined) run(e.kind === "error" ? Effect.logError(line) : Effect.logInfo(line))
         },
@@ -223,7 +233,49 @@ export const server = (config: ServerConfig) =>
     const subscriber = yield* transport.subscriber(config.proxyBackend, config.coordination === undefined ? [replicationTopic] : [replicationTopic, coordinatorTopic])
     yield* awaitSubscription(config, publisher, subscriber, stamper)
     replication.start()
-    const node = config.coordination === undefined ? undefined : yield* hostCoordination(config.name, config.coordination, stamper, net, replication, run)
+    const node = config.coordination === undefined ? undefined : yield* hostCoordination(config.name, config.coordination, stamper, net, replication, run, inspect)
+
+    // The monitoring channel: one bounded report per interval (dropped at
+    // the publisher when nobody subscribes to `monitor`).
+    let lastReportAt = clock.currentTimeMillisUnsafe()
+    const report = (): MonitorReport => {
+      const c = node?.snapshot()
+      const { transitions, dropped } = monitor.drain()
+      const elapsed = Math.max(1, clock.currentTimeMillisUnsafe() - lastReportAt)
+      lastReportAt += elapsed
+      const rate = (handled * 1000) / elapsed
+      handled = 0
+      return {
+        server: config.name,
+        at: Math.floor(stamper.adjust(clock.currentTimeMillisUnsafe())),
+        rank: c?.rank,
+        coordinator: c?.coordinator?.name,
+        term: c?.term ?? { epoch: 0, rank: 0 },
+        referenceUp: c?.referenceUp ?? false,
+        peers: (c?.peers ?? []).map((p) => p.name),
+        states: { ...(c === undefined ? {} : { bully: c.bully, berkeley: c.berkeley }), replication: replication.state },
+        offsetMs: c?.offsetMs ?? 0,
+        ops: store.opCount(),
+        vector: Object.fromEntries(store.vector()),
+        lagP50Ms: lastLag?.p50Ms,
+        lagP99Ms: lastLag?.p99Ms,
+        requestsPerSecond: Math.round(rate * 10) / 10,
+        transitions,
+        transitionsDropped: dropped,
+      }
+    }
+    yield* Effect.forkScoped(
+      supervised(
+        `server ${config.name} monitor`,
+        Effect.forever(
+          Effect.gen(function* () {
+            yield* Effect.sleep(Duration.millis(monitor.config.intervalMs))
+            const stamp = yield* stamper.stamp
+            yield* publisher.publish(monitorTopic, encodeEnvelope("monitor", report() as unknown as Record<string, unknown>, stamp))
+          }),
+        ),
+      ),
+    )
     yield* Effect.forkScoped(
       supervised(
         `server ${config.name} replication`,
@@ -257,7 +309,7 @@ export const server = (config: ServerConfig) =>
           yield* Effect.forkScoped(
             handle(request.frame).pipe(
               Effect.flatMap(request.reply),
-              Effect.tap(() => Effect.sync(() => node?.messageHandled())),
+              Effect.tap(() => Effect.sync(() => { handled += 1; node?.messageHandled() })),
               Effect.ensuring(permits.release(1)),
             ),
           )
@@ -371,6 +423,7 @@ const hostCoordination = (
   net: CoordinationNet,
   replication: ReplicationNode,
   run: <A, E>(e: Effect.Effect<A, E, Transport | Scope.Scope>) => unknown,
+  inspect?: (machine: string) => ((e: InspectionEvent) => void) | undefined,
 ) =>
   Effect.gen(function* () {
     const transport = yield* Transport
@@ -389,6 +442,7 @@ const hostCoordination = (
         },
         net,
         peersChanged: (peers) => replication.setPeers(peers),
+        inspect,
         rejoined: () => replication.rejoined(),
       },
     )

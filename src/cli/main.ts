@@ -57,6 +57,7 @@ Commands:
   reference ranks, heartbeats and the server list (REP 5559)
   server    a replicated server with its own data folder
   sim       run the deterministic cluster simulator (--seed S replays one run)
+  monitor   watch every server's machines, clock, replication and load live
   health    exit 0 if a role answers (the containers' healthcheck)
   bot       a bot that posts to random channels forever
   bench     benchmarks against raw ZeroMQ on this machine
@@ -99,6 +100,10 @@ const main = async (argv: ReadonlyArray<string>) => {
         serverDeadAfterMs: int(values["dead-after"], "dead-after", 1),
       }
       return runMain(Effect.scoped(reference(config)).pipe(Effect.provide(zmq)))
+    }
+    case "monitor": {
+      const { runMonitor } = await import("./monitor.ts")
+      return runMonitor(args)
     }
     case "health": {
       const { runHealth } = await import("./health.ts")
