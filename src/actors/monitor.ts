@@ -39,6 +39,7 @@ export interface MonitorReport {
   readonly ops: number
   /** Per origin, the contiguous prefix of its ops held here. */
   readonly vector: Readonly<Record<string, number>>
+  /** Replication lag (apply time minus the op's timestamp, on synchronised clocks) of the live ops applied during the interval; undefined if none. */
   readonly lagP50Ms: number | undefined
   readonly lagP99Ms: number | undefined
   /** Client requests handled per second over the last interval. */
@@ -61,6 +62,9 @@ export const defaultMonitorConfig: MonitorConfig = { intervalMs: 1_000, transiti
 export const stateName = (value: unknown): string =>
   typeof value === "string" ? value : Object.entries(value as Record<string, unknown>).map(([k, v]) => `${k}.${stateName(v)}`).join(",")
 
+/** The state a stopped machine is reported in. */
+export const stoppedState = "(stopped)"
+
 export class Monitor {
   readonly config: MonitorConfig
   readonly #now: () => number
@@ -73,22 +77,39 @@ export class Monitor {
     this.#now = now
   }
 
-  /** An xstate `inspect` observer for the machine called `machine` (only its own snapshots count, not children's). */
+  /**
+   * An xstate `inspect` observer for the machine called `machine` (only its
+   * own snapshots count, not children's). Microsteps are recorded one by
+   * one, so a state entered and left within one macrostep (`electing` ->
+   * `leader` when no higher peer is alive) shows; eventless transitions are
+   * reported with the event `always`. A stopped machine goes to `(stopped)`.
+   */
   observe(machine: string): (e: InspectionEvent) => void {
     return (e) => {
-      if (e.type !== "@xstate.snapshot" || e.actorRef.sessionId !== e.rootId) return
-      const value = (e.snapshot as { value?: unknown }).value
-      if (value === undefined) return
-      const to = stateName(value)
-      const from = this.#last.get(machine)
-      this.#last.set(machine, to)
-      if (from === to) return
-      if (this.#transitions.length >= this.config.transitionsMax) {
-        this.#dropped += 1
-        return
-      }
-      this.#transitions.push({ at: this.#now(), machine, from: from ?? "", to, event: e.event.type })
+      if ((e.type !== "@xstate.snapshot" && e.type !== "@xstate.microstep") || e.actorRef.sessionId !== e.rootId) return
+      const snapshot = e.snapshot as { value?: unknown; status?: string }
+      if (snapshot.value === undefined) return
+      const stopped = snapshot.status !== undefined && snapshot.status !== "active"
+      const to = stopped ? stoppedState : stateName(snapshot.value)
+      const eventless = e.type === "@xstate.microstep" && e._transitions.length > 0 && e._transitions.every((t) => t.eventType === "")
+      this.#record(machine, to, eventless ? "always" : e.event.type)
     }
+  }
+
+  /** The current state of every machine observed (stopped ones left out). */
+  states(): Record<string, string> {
+    return Object.fromEntries([...this.#last].filter(([, v]) => v !== stoppedState))
+  }
+
+  #record(machine: string, to: string, event: string) {
+    const from = this.#last.get(machine)
+    this.#last.set(machine, to)
+    if (from === to) return
+    if (this.#transitions.length >= this.config.transitionsMax) {
+      this.#dropped += 1
+      return
+    }
+    this.#transitions.push({ at: this.#now(), machine, from: from ?? "", to, event })
   }
 
   /** The transitions since the last call, and how many were dropped; starts a new interval. */

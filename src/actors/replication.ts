@@ -81,6 +81,8 @@ export interface ReplicationEnv {
 export const replicationTopic = "replication"
 
 /** Live ops per replication-lag report. */
+/** Lag samples kept between two monitoring reports. */
+const recentLagsMax = 4_096
 const lagSampleOps = 200
 
 export class ReplicationNode {
@@ -301,7 +303,11 @@ export class ReplicationNode {
 
   #recordLag(ops: ReadonlyArray<Op>) {
     const now = this.#env.now()
-    for (const op of ops) this.#lags.push(Math.max(0, now - op.timestamp))
+    for (const op of ops) {
+      const lag = Math.max(0, now - op.timestamp)
+      this.#lags.push(lag)
+      if (this.#recentLags.length < recentLagsMax) this.#recentLags.push(lag)
+    }
     if (this.#lags.length < lagSampleOps) return
     const sorted = this.#lags.splice(0).sort((a, b) => a - b)
     const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
@@ -309,6 +315,16 @@ export class ReplicationNode {
   }
 
   readonly #gapReported = new Map<string, number>()
+  #recentLags: Array<number> = []
+
+  /** Lag of the live ops applied since the last call (at most the first `recentLagsMax`), for the monitoring channel. */
+  drainLag(): { readonly ops: number; readonly p50Ms: number; readonly p99Ms: number } | undefined {
+    if (this.#recentLags.length === 0) return undefined
+    const sorted = this.#recentLags.sort((a, b) => a - b)
+    this.#recentLags = []
+    const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+    return { ops: sorted.length, p50Ms: at(0.5), p99Ms: at(0.99) }
+  }
 
   #checkGaps(ops: ReadonlyArray<Op>) {
     const vector = this.#env.store.vector()

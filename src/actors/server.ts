@@ -96,7 +96,6 @@ export const server = (config: ServerConfig) =>
     const net = yield* makeNet(publisher, run)
     const monitor = new Monitor({ ...defaultMonitorConfig, ...config.monitor }, () => Math.floor(stamper.adjust(clock.currentTimeMillisUnsafe())))
     const inspect = (machine: string) => monitor.observe(machine)
-    let lastLag: { p50Ms: number; p99Ms: number } | undefined
     let handled = 0
     const replication = new ReplicationNode(
       { ...defaultReplicationConfig(config.name), ...config.replication },
@@ -113,7 +112,6 @@ export const server = (config: ServerConfig) =>
         },
         inspect,
         trace: (e) => {
-          if (e.kind === "lag") lastLag = { p50Ms: e.p50Ms, p99Ms: e.p99Ms }
           const line = loggedReplication(config.name, e)
           if (line !== undefined) run(e.kind === "error" ? Effect.logError(line) : Effect.logInfo(line))
         },
@@ -244,6 +242,7 @@ export const server = (config: ServerConfig) =>
       const elapsed = Math.max(1, clock.currentTimeMillisUnsafe() - lastReportAt)
       lastReportAt += elapsed
       const rate = (handled * 1000) / elapsed
+      const lag = replication.drainLag()
       handled = 0
       return {
         server: config.name,
@@ -253,12 +252,12 @@ export const server = (config: ServerConfig) =>
         term: c?.term ?? { epoch: 0, rank: 0 },
         referenceUp: c?.referenceUp ?? false,
         peers: (c?.peers ?? []).map((p) => p.name),
-        states: { ...(c === undefined ? {} : { bully: c.bully, berkeley: c.berkeley }), replication: replication.state },
+        states: { ...monitor.states(), ...(c === undefined ? {} : { bully: c.bully, berkeley: c.berkeley }), replication: replication.state },
         offsetMs: c?.offsetMs ?? 0,
         ops: store.opCount(),
         vector: Object.fromEntries(store.vector()),
-        lagP50Ms: lastLag?.p50Ms,
-        lagP99Ms: lastLag?.p99Ms,
+        lagP50Ms: lag?.p50Ms,
+        lagP99Ms: lag?.p99Ms,
         requestsPerSecond: Math.round(rate * 10) / 10,
         transitions,
         transitionsDropped: dropped,

@@ -58,6 +58,7 @@ Commands:
   server    a replicated server with its own data folder
   sim       run the deterministic cluster simulator (--seed S replays one run)
   monitor   watch every server's machines, clock, replication and load live
+  dashboard the same in a web page: live state charts, clocks, lag, elections
   health    exit 0 if a role answers (the containers' healthcheck)
   bot       a bot that posts to random channels forever
   bench     benchmarks against raw ZeroMQ on this machine
@@ -104,6 +105,10 @@ const main = async (argv: ReadonlyArray<string>) => {
     case "monitor": {
       const { runMonitor } = await import("./monitor.ts")
       return runMonitor(args)
+    }
+    case "dashboard": {
+      const { runDashboard } = await import("./dashboard.ts")
+      return runDashboard(args)
     }
     case "health": {
       const { runHealth } = await import("./health.ts")

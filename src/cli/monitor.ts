@@ -17,7 +17,7 @@ const spec: Spec = {
   seconds: { default: "0", help: "stop after this many seconds (0: never)" },
 }
 
-const isReport = (u: unknown): u is MonitorReport => {
+export const isReport = (u: unknown): u is MonitorReport => {
   const r = u as Partial<MonitorReport> | null
   return typeof r === "object" && r !== null && typeof r.server === "string" && typeof r.states === "object" && Array.isArray(r.transitions)
 }

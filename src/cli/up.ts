@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { resolve } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
+import { startLiveDashboard } from "./dashboard.ts"
 import { type Spec, int, parse, usage } from "./options.ts"
 
 const spec: Spec = {
@@ -11,6 +12,8 @@ const spec: Spec = {
   "bot-rate": { default: "2", help: "posts per second per bot" },
   host: { default: "127.0.0.1", help: "address of the broker and the proxy" },
   "server-ip-base": { default: "127.0.1.1", help: "first server's loopback address; the next ones count up" },
+  "dashboard-port": { env: "DASHBOARD_PORT", default: "5580", help: "port of the web dashboard (with stop/restart/partition buttons); 'none': no dashboard" },
+  "dashboard-host": { env: "DASHBOARD_HOST", default: "127.0.0.1", help: "address the dashboard is served on (keep it on loopback: its buttons kill processes)" },
 }
 
 export interface RoleSpec {
@@ -52,20 +55,50 @@ export const topology = (o: { data: string; servers: number; bots: number; botRa
   return roles
 }
 
+/** What `up` knows of a role's process, as the dashboard shows it. */
+export interface RoleStatus {
+  readonly name: string
+  /** running; stopped (by a person: not restarted); frozen (SIGSTOP: silent, connections open); restarting (died, back-off). */
+  readonly state: "starting" | "running" | "stopped" | "frozen" | "restarting"
+  readonly pid: number | undefined
+}
+
+export type ControlAction = "stop" | "restart" | "partition" | "heal"
+
 /**
  * Runs each role as a child process, prefixes its output with its name, and
  * restarts it when it dies (back-off doubling to 10 s; reset after 30 s of
  * good health). SIGINT/SIGTERM stop every child, then exit.
+ *
+ * `control` is fault injection for a person (the dashboard's buttons):
+ * `stop` kills a role with SIGKILL (a crash: no goodbye) and keeps it down;
+ * `restart` starts it again (killing it first if it runs); `partition`
+ * freezes it with SIGSTOP, which the others cannot tell from a silent
+ * network partition (its connections stay open, nothing answers, heartbeats
+ * stop); `heal` resumes it with SIGCONT.
  */
-export const supervise = (roles: ReadonlyArray<RoleSpec>, onLine: (role: string, line: string) => void = defaultPrinter()) => {
+export const supervise = (
+  roles: ReadonlyArray<RoleSpec>,
+  onLine: (role: string, line: string) => void = defaultPrinter(),
+  onStatus: (roles: ReadonlyArray<RoleStatus>) => void = () => {},
+) => {
   let stopping = false
   const children = new Map<string, ChildProcess>()
+  const status = new Map<string, RoleStatus>(roles.map((r) => [r.name, { name: r.name, state: "starting", pid: undefined }]))
+  const held = new Set<string>()
+  /** Killed by `restart`: start again at once, without back-off. */
+  const restartNow = new Set<string>()
   const readyWaiters = new Map<string, () => void>()
+  const setStatus = (name: string, state: RoleStatus["state"], pid: number | undefined) => {
+    status.set(name, { name, state, pid })
+    onStatus([...status.values()])
+  }
   const start = (role: RoleSpec, colour: number, backoffMs: number) => {
-    if (stopping) return
+    if (stopping || children.has(role.name)) return
     const startedAt = performance.now()
     const child = spawn(process.execPath, [bin, ...role.args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: "0" } })
     children.set(role.name, child)
+    setStatus(role.name, "running", child.pid)
     for (const stream of [child.stdout!, child.stderr!]) {
       createInterface({ input: stream }).on("line", (l) => {
         if (role.ready?.test(l)) readyWaiters.get(role.name)?.()
@@ -73,11 +106,18 @@ export const supervise = (roles: ReadonlyArray<RoleSpec>, onLine: (role: string,
       })
     }
     child.on("exit", (code, signal) => {
-      children.delete(role.name)
+      if (children.get(role.name) === child) children.delete(role.name)
       if (stopping) return
+      if (restartNow.delete(role.name)) return start(role, colour, 250)
+      if (held.has(role.name)) {
+        onLine(role.name, `exited (${signal ?? code}); stopped from the dashboard, not restarting`)
+        setStatus(role.name, "stopped", undefined)
+        return
+      }
       const healthy = performance.now() - startedAt > 30_000
       const next = healthy ? 500 : Math.min(backoffMs * 2, 10_000)
       onLine(role.name, `exited (${signal ?? code}); restarting in ${next} ms`)
+      setStatus(role.name, "restarting", undefined)
       setTimeout(() => start(role, colour, next), next).unref()
     })
   }
@@ -108,7 +148,10 @@ export const supervise = (roles: ReadonlyArray<RoleSpec>, onLine: (role: string,
     new Promise<void>((done) => {
       stopping = true
       if (children.size === 0) return done()
-      for (const c of children.values()) c.kill("SIGTERM")
+      for (const c of children.values()) {
+        c.kill("SIGCONT")
+        c.kill("SIGTERM")
+      }
       const force = setTimeout(() => { for (const c of children.values()) c.kill("SIGKILL") }, 5_000)
       const check = setInterval(() => {
         if (children.size === 0) {
@@ -118,7 +161,51 @@ export const supervise = (roles: ReadonlyArray<RoleSpec>, onLine: (role: string,
         }
       }, 50)
     })
-  return { stop, children }
+  /** Fault injection by a person; returns what was done, throws on a bad request. */
+  const control = (name: string, action: ControlAction): string => {
+    const role = roles.find((r) => r.name === name)
+    if (role === undefined) throw new Error(`no role named '${name}'`)
+    if (stopping) throw new Error("shutting down")
+    const child = children.get(name)
+    const colour = colours[roles.indexOf(role) % colours.length]!
+    switch (action) {
+      case "stop":
+        held.add(name)
+        if (child === undefined) {
+          setStatus(name, "stopped", undefined)
+          return `${name} is not running; it stays down`
+        }
+        onLine(name, "stopping from the dashboard (SIGKILL)")
+        child.kill("SIGCONT")
+        child.kill("SIGKILL")
+        return `${name} killed (SIGKILL); it stays down until restarted`
+      case "restart":
+        held.delete(name)
+        if (child === undefined) {
+          onLine(name, "starting from the dashboard")
+          start(role, colour, 250)
+          return `${name} started`
+        }
+        onLine(name, "restarting from the dashboard (SIGKILL, then start)")
+        restartNow.add(name)
+        child.kill("SIGCONT")
+        child.kill("SIGKILL")
+        return `${name} killed and started again`
+      case "partition":
+        if (child === undefined) throw new Error(`${name} is not running`)
+        onLine(name, "partitioned from the dashboard (SIGSTOP: frozen, connections open, silent)")
+        child.kill("SIGSTOP")
+        setStatus(name, "frozen", child.pid)
+        return `${name} frozen (SIGSTOP): to the others, a silent partition`
+      case "heal":
+        if (child === undefined) throw new Error(`${name} is not running`)
+        child.kill("SIGCONT")
+        onLine(name, "healed from the dashboard (SIGCONT)")
+        setStatus(name, "running", child.pid)
+        return `${name} resumed (SIGCONT)`
+    }
+  }
+  return { stop, children, control, status: () => [...status.values()] }
 }
 
 const defaultPrinter = () => {
@@ -144,13 +231,25 @@ export const runUp = (argv: ReadonlyArray<string>) => {
   })
   console.log(`bulletin up: ${roles.map((r) => r.name).join(", ")}; data in ${resolve(p.values.data!)}`)
   console.log(`connect a client with: npx bulletin client --broker ${p.values.host} --proxy ${p.values.host}   (Ctrl-C stops everything)`)
-  const { stop } = supervise(roles)
+  const dashboardPort = p.values["dashboard-port"] === "none" ? undefined : int(p.values["dashboard-port"], "dashboard-port")
+  let dashboard: Awaited<ReturnType<typeof startLiveDashboard>> | undefined
+  const printer = defaultPrinter()
+  const { stop, control, status } = supervise(roles, printer, (s) => dashboard?.hub.roles(s))
+  if (dashboardPort !== undefined) {
+    startLiveDashboard({ proxy: p.values.host!, host: p.values["dashboard-host"]!, port: dashboardPort, control, title: "bulletin up" })
+      .then((d) => {
+        dashboard = d
+        d.hub.roles(status())
+        printer("dashboard", `open ${d.url} to watch the cluster (and stop, restart or partition a server)`)
+      })
+      .catch((e: unknown) => printer("dashboard", `not started: ${(e as Error).message} (choose another with --dashboard-port)`))
+  }
   let signalled = false
   const shutdown = () => {
     if (signalled) process.exit(130)
     signalled = true
     console.log("bulletin up: stopping")
-    void stop().then(() => process.exit(0))
+    void Promise.all([stop(), dashboard?.close()]).then(() => process.exit(0))
   }
   process.on("SIGINT", shutdown)
   process.on("SIGTERM", shutdown)

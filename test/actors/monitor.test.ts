@@ -30,3 +30,22 @@ describe("Monitor (the monitoring channel's transitions)", () => {
     beat.stop()
   })
 })
+
+describe("Monitor microsteps", () => {
+  it("shows a state entered and left in one macrostep, and eventless transitions as 'always'", async () => {
+    const { bullyMachine } = await import("../../src/machines/bully.ts")
+    const monitor = new Monitor({ intervalMs: 1_000, transitionsMax: 64 }, () => 0)
+    const bully = createActor(bullyMachine, { clock: new SimulatedClock(), inspect: monitor.observe("bully"), input: { self: { name: "a", rank: 1 } } as never })
+    bully.start()
+    bully.send({ type: "PEERS", peers: [] } as never)
+    expect(monitor.drain().transitions.map((t) => `${t.from} -> ${t.to} on ${t.event}`)).toEqual([
+      " -> starting on xstate.init",
+      "starting -> electing on PEERS",
+      "electing -> leader.announcing on always",
+    ])
+    expect(monitor.states()).toEqual({ bully: "leader.announcing" })
+    bully.stop()
+    expect(monitor.drain().transitions.map((t) => t.to)).toEqual(["(stopped)"])
+    expect(monitor.states()).toEqual({})
+  })
+})

@@ -1,0 +1,122 @@
+import { readFileSync } from "node:fs"
+import { type IncomingMessage, type ServerResponse, createServer } from "node:http"
+import type { AddressInfo } from "node:net"
+import { fileURLToPath } from "node:url"
+import type { ControlAction } from "../cli/up.ts"
+import { serverCharts } from "./charts.ts"
+import type { DashboardHub } from "./hub.ts"
+import type { Trace } from "./trace.ts"
+
+/**
+ * The dashboard's web server: one static page (no build step, nothing from
+ * the internet), the state charts read from the machine definitions, and
+ * either a live event stream (`hub`) or a recorded simulator run (`trace`).
+ * With `control` (when `bulletin up` owns the processes) it also takes the
+ * buttons' requests. Binds 127.0.0.1 by default: it can stop servers.
+ */
+export interface DashboardOptions {
+  readonly host: string
+  readonly port: number
+  readonly hub?: DashboardHub
+  readonly trace?: Trace
+  readonly control?: (role: string, action: ControlAction) => string
+  /** Tells the page what it is looking at ("bulletin up", "monitor on 127.0.0.1"...). */
+  readonly title?: string
+}
+
+const assets = fileURLToPath(new URL("./static/", import.meta.url))
+const types: Record<string, string> = { "index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8" }
+const bodyMaxBytes = 4_096
+const actions: ReadonlyArray<ControlAction> = ["stop", "restart", "partition", "heal"]
+
+const json = (res: ServerResponse, status: number, body: unknown) => {
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" })
+  res.end(JSON.stringify(body))
+}
+
+const readBody = (req: IncomingMessage) =>
+  new Promise<string>((resolve, reject) => {
+    let size = 0
+    const chunks: Array<Buffer> = []
+    req.on("data", (c: Buffer) => {
+      size += c.length
+      if (size > bodyMaxBytes) {
+        reject(new Error(`request body over ${bodyMaxBytes} bytes`))
+        req.destroy()
+      } else chunks.push(c)
+    })
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")))
+    req.on("error", reject)
+  })
+
+export const serveDashboard = (o: DashboardOptions) =>
+  new Promise<{ readonly url: string; readonly close: () => Promise<void> }>((resolve, reject) => {
+    const charts = JSON.stringify(serverCharts())
+    const handle = async (req: IncomingMessage, res: ServerResponse) => {
+      const url = new URL(req.url ?? "/", "http://dashboard")
+      const path = url.pathname
+      if (req.method === "GET" && (path === "/" || path === "/app.js" || path === "/style.css")) {
+        const file = path === "/" ? "index.html" : path.slice(1)
+        res.writeHead(200, { "content-type": types[file]!, "cache-control": "no-store" })
+        return res.end(readFileSync(assets + file))
+      }
+      if (path === "/favicon.ico") {
+        res.writeHead(204)
+        return res.end()
+      }
+      if (req.method === "GET" && path === "/api/info") return json(res, 200, { mode: o.trace === undefined ? "live" : "replay", controls: o.control !== undefined, title: o.title ?? "bulletin" })
+      if (req.method === "GET" && path === "/api/charts") {
+        res.writeHead(200, { "content-type": "application/json; charset=utf-8" })
+        return res.end(charts)
+      }
+      if (req.method === "GET" && path === "/api/trace") return o.trace === undefined ? json(res, 404, { error: "not a replay: no trace loaded" }) : json(res, 200, o.trace)
+      if (req.method === "GET" && path === "/api/events") {
+        if (o.hub === undefined) return json(res, 404, { error: "no live stream: this dashboard replays a trace" })
+        if (!o.hub.attach(res)) return json(res, 503, { error: `too many pages open (${o.hub.limits.clientsMax})` })
+        return
+      }
+      if (path === "/api/control") {
+        if (req.method !== "POST") return json(res, 405, { error: "POST only" })
+        if (o.control === undefined) return json(res, 404, { error: "no controls: only `bulletin up` owns the processes" })
+        // A JSON content type cannot be sent cross-origin without a preflight we never answer: no CSRF from other pages.
+        if (!(req.headers["content-type"] ?? "").startsWith("application/json")) return json(res, 415, { error: "content-type must be application/json" })
+        let body: { role?: unknown; action?: unknown }
+        try {
+          body = JSON.parse(await readBody(req)) as typeof body
+        } catch (e) {
+          return json(res, 400, { error: `bad request body: ${(e as Error).message}` })
+        }
+        if (typeof body !== "object" || body === null || typeof body.role !== "string" || !actions.includes(body.action as ControlAction)) {
+          return json(res, 400, { error: `expected {"role": NAME, "action": one of ${actions.join(", ")}}` })
+        }
+        try {
+          const message = o.control(body.role, body.action as ControlAction)
+          o.hub?.note({ at: Date.now(), text: message })
+          return json(res, 200, { ok: true, message })
+        } catch (e) {
+          return json(res, 409, { error: (e as Error).message })
+        }
+      }
+      return json(res, 404, { error: `no such page: ${req.method} ${path}` })
+    }
+    const server = createServer((req, res) => {
+      handle(req, res).catch((e: unknown) => {
+        if (!res.headersSent) json(res, 500, { error: String((e as Error).message ?? e) })
+        else res.destroy()
+      })
+    })
+    server.on("error", reject)
+    server.listen(o.port, o.host, () => {
+      const a = server.address() as AddressInfo
+      const host = a.address.includes(":") ? `[${a.address}]` : a.address
+      resolve({
+        url: `http://${host}:${a.port}/`,
+        close: () =>
+          new Promise<void>((done) => {
+            o.hub?.close()
+            server.closeAllConnections()
+            server.close(() => done())
+          }),
+      })
+    })
+  })
