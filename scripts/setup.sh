@@ -9,11 +9,13 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use: python3-zmq and python3-msgpack (the
 # independent Python client), docker-compose (validates compose.yaml; no
 # Docker engine is needed for `docker-compose config`), iproute2 (network
-# namespaces for the multi-host tests).
+# namespaces for the multi-host tests), chromium (the dashboard's browser test,
+# driven by playwright-core, which never downloads a browser of its own).
 missing=()
 /usr/bin/python3 -c 'import zmq, msgpack' 2>/dev/null || missing+=(python3-zmq python3-msgpack)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

@@ -333,7 +333,7 @@ export class CoordinationNode {
     this.#ranks.set(c.name, rank)
     const bully = createActor(bullyMachine, {
       clock,
-      inspect: this.#env.inspect?.("bully"),
+      id: `${this.config.name}/bully`, inspect: this.#env.inspect?.("bully"),
       input: {
         self: { name: c.name, rank },
         electionTimeoutMs: c.electionTimeoutMs,
@@ -344,10 +344,10 @@ export class CoordinationNode {
     })
     const berkeley = createActor(berkeleyMachine, {
       clock,
-      inspect: this.#env.inspect?.("berkeley"),
+      id: `${this.config.name}/berkeley`, inspect: this.#env.inspect?.("berkeley"),
       input: { self: c.name, roundIntervalMs: c.roundIntervalMs, pollTimeoutMs: c.pollTimeoutMs, roundSpacingMs: c.roundSpacingMs, toleranceMs: c.toleranceMs, rttMaxMs: c.rttMaxMs },
     })
-    const referenceBeat = createActor(heartbeatMachine, { clock, inspect: this.#env.inspect?.("referenceHeartbeat"), input: { intervalMs: c.heartbeatIntervalMs, livenessMax: c.livenessMax } })
+    const referenceBeat = createActor(heartbeatMachine, { clock, id: `${this.config.name}/referenceHeartbeat`, inspect: this.#env.inspect?.("referenceHeartbeat"), input: { intervalMs: c.heartbeatIntervalMs, livenessMax: c.livenessMax } })
     const m: Machines = { rank, bully, berkeley, referenceBeat, coordinatorBeat: undefined }
     this.#machines = m
 
@@ -427,7 +427,7 @@ export class CoordinationNode {
     m.berkeley.send({ type: e.self ? "LEAD" : "FOLLOW" })
     const coordinator = e.coordinator
     if (coordinator === undefined || e.self) return
-    const beat = createActor(heartbeatMachine, { clock: this.#env.clock, inspect: this.#env.inspect?.("coordinatorHeartbeat"), input: { intervalMs: this.config.heartbeatIntervalMs, livenessMax: this.config.livenessMax } })
+    const beat = createActor(heartbeatMachine, { clock: this.#env.clock, id: `${this.config.name}/coordinatorHeartbeat`, inspect: this.#env.inspect?.("coordinatorHeartbeat"), input: { intervalMs: this.config.heartbeatIntervalMs, livenessMax: this.config.livenessMax } })
     m.coordinatorBeat = beat
     beat.subscribe({ error: (e) => this.#machineFailed("coordinator heartbeat", e) })
     beat.on("ping", this.#guarded("coordinator heartbeat", () => {

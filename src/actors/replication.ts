@@ -130,7 +130,7 @@ export class ReplicationNode {
     const c = this.config
     const actor = createActor(replicationMachine, {
       clock: this.#env.clock,
-      inspect: this.#env.inspect?.("replication"),
+      id: `${this.config.name}/replication`, inspect: this.#env.inspect?.("replication"),
       input: { self: c.name, syncIntervalMs: c.syncIntervalMs, syncTimeoutMs: c.syncTimeoutMs, catchUpTimeoutMs: c.catchUpTimeoutMs, startupTimeoutMs: c.startupTimeoutMs },
     })
     this.#actor = actor

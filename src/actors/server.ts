@@ -50,6 +50,8 @@ export interface ServerConfig {
   readonly replication?: Partial<ReplicationConfig>
   /** The monitoring channel (topic `monitor`, see monitor.ts). */
   readonly monitor?: Partial<MonitorConfig>
+  /** One more xstate inspection observer per machine, by name (`--inspect`: the Stately inspector). */
+  readonly inspect?: (machine: string) => ((e: InspectionEvent) => void) | undefined
   /** Where the Lamport clock's lease is kept (in the data folder), so a restart never reuses a clock value; none: not kept. */
   readonly lamportLeaseFile: string | undefined
 }
@@ -95,7 +97,11 @@ export const server = (config: ServerConfig) =>
     const run = Effect.runForkWith(yield* Effect.context<Transport | Scope.Scope>())
     const net = yield* makeNet(publisher, run)
     const monitor = new Monitor({ ...defaultMonitorConfig, ...config.monitor }, () => Math.floor(stamper.adjust(clock.currentTimeMillisUnsafe())))
-    const inspect = (machine: string) => monitor.observe(machine)
+    const inspect = (machine: string) => {
+      const watch = monitor.observe(machine)
+      const extra = config.inspect?.(machine)
+      return extra === undefined ? watch : (e: InspectionEvent) => (watch(e), extra(e))
+    }
     let handled = 0
     const replication = new ReplicationNode(
       { ...defaultReplicationConfig(config.name), ...config.replication },

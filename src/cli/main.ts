@@ -30,6 +30,8 @@ const specs = {
     peer: { env: "PEER_BIND", help: "where the peer REP socket binds (default tcp://HOST:5560, HOST from --host or 127.0.0.1)" },
     advertise: { env: "PEER_ADDR", help: "how other servers reach this one (default: the --peer endpoint, or tcp://HOSTNAME:5560 when it binds 0.0.0.0)" },
     "clock-skew": { env: "CLOCK_SKEW_MS", default: "0", help: "fault injection: run as if this host's clock were off by this many ms (Berkeley pulls it back)" },
+    inspect: { boolean: true, help: "send every machine's inspection events to the XState inspector relay (see --inspect-url, `bulletin inspector`)" },
+    "inspect-url": { env: "INSPECT_URL", default: "ws://127.0.0.1:8080", help: "WebSocket of the inspector relay" },
   },
   reference: {
     host: { env: "BIND_HOST", default: "127.0.0.1", help: "address to bind 5559 on (0.0.0.0 in containers)" },
@@ -59,12 +61,20 @@ Commands:
   sim       run the deterministic cluster simulator (--seed S replays one run)
   monitor   watch every server's machines, clock, replication and load live
   dashboard the same in a web page: live state charts, clocks, lag, elections
+  inspector relay for the hosted XState inspector (roles started with --inspect)
   health    exit 0 if a role answers (the containers' healthcheck)
   bot       a bot that posts to random channels forever
   bench     benchmarks against raw ZeroMQ on this machine
 `
 
 const zmq = layerZmq()
+
+const inspectorFor = async (url: string) => {
+  const { statelyInspector } = await import("./inspect.ts")
+  const inspector = statelyInspector(url)
+  console.log(`inspect: sending every machine's inspection events to ${url} (open the relay's page; \`bulletin inspector\` runs one)`)
+  return () => inspector.observer
+}
 
 const coordinationOf = (values: Record<string, string | undefined>): CoordinationSettings => {
   const peerBind = values.peer ?? endpoint(values.host ?? "127.0.0.1", Ports.peer)
@@ -106,6 +116,13 @@ const main = async (argv: ReadonlyArray<string>) => {
       const { runMonitor } = await import("./monitor.ts")
       return runMonitor(args)
     }
+    case "inspector": {
+      const { values } = show({ port: { env: "INSPECT_PORT", default: "8080", help: "port of the relay (HTTP page and WebSocket)" } }, "the XState inspector relay: roles started with --inspect send to it")
+      const { startInspectorRelay } = await import("./inspect.ts")
+      const relay = startInspectorRelay(int(values.port, "port"))
+      console.log(`inspector: relay on ${relay.ws}; open ${relay.url} in a browser (the Stately inspector it embeds is loaded from stately.ai: this page needs the internet; \`bulletin dashboard\` does not)`)
+      return
+    }
     case "dashboard": {
       const { runDashboard } = await import("./dashboard.ts")
       return runDashboard(args)
@@ -119,7 +136,7 @@ const main = async (argv: ReadonlyArray<string>) => {
       return runSimCli(args)
     }
     case "server": {
-      const { values } = show(specs.server, "a server")
+      const { values, flags } = show(specs.server, "a server")
       const name = values.name ?? process.env.HOSTNAME ?? hostname()
       const data = values.data ?? join(values["data-root"]!, name)
       claimDataDir(data, name)
@@ -134,6 +151,7 @@ const main = async (argv: ReadonlyArray<string>) => {
         proxyBackend: from(endpoint(values.proxy!, Ports.proxyBackend)),
         coordination: values.reference === "none" ? undefined : coordinationOf(values),
         lamportLeaseFile: join(data, "lamport"),
+        inspect: flags.inspect ? await inspectorFor(values["inspect-url"]!) : undefined,
       }
       const skew = Number(values["clock-skew"])
       if (!Number.isFinite(skew) || Math.abs(skew) > 86_400_000) throw new Error(`--clock-skew must be milliseconds within a day (±86400000), got '${values["clock-skew"]}'`)

@@ -12,6 +12,8 @@ const spec: Spec = {
   "bot-rate": { default: "2", help: "posts per second per bot" },
   host: { default: "127.0.0.1", help: "address of the broker and the proxy" },
   "server-ip-base": { default: "127.0.1.1", help: "first server's loopback address; the next ones count up" },
+  inspect: { boolean: true, help: "also run the XState inspector relay and send every server's machines to it (its page needs the internet)" },
+  "inspect-port": { env: "INSPECT_PORT", default: "8080", help: "port of the inspector relay" },
   "dashboard-port": { env: "DASHBOARD_PORT", default: "5580", help: "port of the web dashboard (with stop/restart/partition buttons); 'none': no dashboard" },
   "dashboard-host": { env: "DASHBOARD_HOST", default: "127.0.0.1", help: "address the dashboard is served on (keep it on loopback: its buttons kill processes)" },
 }
@@ -39,7 +41,7 @@ const nthAddress = (base: string, n: number) => {
 }
 
 /** The roles `bulletin up` runs, in start order. */
-export const topology = (o: { data: string; servers: number; bots: number; botRate: number; host: string; serverIpBase: string }): Array<RoleSpec> => {
+export const topology = (o: { data: string; servers: number; bots: number; botRate: number; host: string; serverIpBase: string; inspectUrl?: string }): Array<RoleSpec> => {
   const roles: Array<RoleSpec> = [
     { name: "broker", args: ["broker", "--host", o.host], ready: /broker: tcp/, phase: 0 },
     { name: "proxy", args: ["proxy", "--host", o.host], ready: /proxy: tcp/, phase: 0 },
@@ -49,7 +51,7 @@ export const topology = (o: { data: string; servers: number; bots: number; botRa
     const name = `server-${i}`
     // Bots wait for every server: until replication catches up missed ops, a
     // server that started after the first writes would not have them.
-    roles.push({ name, args: ["server", "--name", name, "--data", resolve(o.data, name), "--host", nthAddress(o.serverIpBase, i - 1), "--broker", o.host, "--proxy", o.host, "--reference", o.host], ready: /serving requests/, phase: 1 })
+    roles.push({ name, args: ["server", "--name", name, "--data", resolve(o.data, name), "--host", nthAddress(o.serverIpBase, i - 1), "--broker", o.host, "--proxy", o.host, "--reference", o.host, ...(o.inspectUrl === undefined ? [] : ["--inspect", "--inspect-url", o.inspectUrl])], ready: /serving requests/, phase: 1 })
   }
   for (let i = 1; i <= o.bots; i++) roles.push({ name: `bot-${i}`, args: ["bot", "--broker", o.host, "--proxy", o.host, "--rate", String(o.botRate)], phase: 2 })
   return roles
@@ -218,9 +220,15 @@ const defaultPrinter = () => {
   }
 }
 
-export const runUp = (argv: ReadonlyArray<string>) => {
+export const runUp = async (argv: ReadonlyArray<string>) => {
   const p = parse(argv, spec)
   if (p.flags.help) return console.log(usage("up", "the whole topology on this machine", spec))
+  let relay: { url: string; ws: string; stop: () => void } | undefined
+  if (p.flags.inspect) {
+    const { startInspectorRelay } = await import("./inspect.ts")
+    relay = startInspectorRelay(int(p.values["inspect-port"], "inspect-port"))
+    console.log(`bulletin up: XState inspector relay on ${relay.ws}; open ${relay.url} (the Stately inspector it embeds needs the internet)`)
+  }
   const roles = topology({
     data: p.values.data!,
     servers: int(p.values.servers, "servers", 1),
@@ -228,6 +236,7 @@ export const runUp = (argv: ReadonlyArray<string>) => {
     botRate: int(p.values["bot-rate"], "bot-rate"),
     host: p.values.host!,
     serverIpBase: p.values["server-ip-base"]!,
+    inspectUrl: relay?.ws,
   })
   console.log(`bulletin up: ${roles.map((r) => r.name).join(", ")}; data in ${resolve(p.values.data!)}`)
   console.log(`connect a client with: npx bulletin client --broker ${p.values.host} --proxy ${p.values.host}   (Ctrl-C stops everything)`)
@@ -249,6 +258,7 @@ export const runUp = (argv: ReadonlyArray<string>) => {
     if (signalled) process.exit(130)
     signalled = true
     console.log("bulletin up: stopping")
+    relay?.stop()
     void Promise.all([stop(), dashboard?.close()]).then(() => process.exit(0))
   }
   process.on("SIGINT", shutdown)

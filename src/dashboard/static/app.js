@@ -135,7 +135,7 @@ const drawChart = (chart) => {
   const { boxes, width, height } = layoutChart(chart)
   const svg = el("svg:svg", { viewBox: `0 0 ${width} ${height}`, style: `width: 100%; max-width: ${Math.round(width * 1.4)}px` })
   const defs = el("svg:defs")
-  const marker = el("svg:marker", { id: `arrow`, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 6, markerHeight: 6, orient: "auto-start-reverse" })
+  const marker = el("svg:marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" })
   marker.append(el("svg:path", { d: "M0,0 L10,5 L0,10 z", fill: "#9aa3b5" }))
   defs.append(marker)
   svg.append(defs)
