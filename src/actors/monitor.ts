@@ -1,4 +1,5 @@
 import type { InspectionEvent } from "xstate"
+import type { CoordinationSnapshot } from "./coordination.ts"
 
 /**
  * The monitoring channel (our extension): what a server tells whoever
@@ -118,5 +119,39 @@ export class Monitor {
     this.#transitions = []
     this.#dropped = 0
     return out
+  }
+}
+
+/** One report from what a server's parts say (the live server and the simulator both make them so). */
+export const buildReport = (o: {
+  readonly server: string
+  readonly at: number
+  readonly coordination: CoordinationSnapshot | undefined
+  readonly replicationState: string
+  readonly monitor: Monitor
+  readonly ops: number
+  readonly vector: ReadonlyMap<string, number>
+  readonly lag: { readonly p50Ms: number; readonly p99Ms: number } | undefined
+  readonly requestsPerSecond: number
+}): MonitorReport => {
+  const c = o.coordination
+  const { transitions, dropped } = o.monitor.drain()
+  return {
+    server: o.server,
+    at: o.at,
+    rank: c?.rank,
+    coordinator: c?.coordinator?.name,
+    term: c?.term ?? { epoch: 0, rank: 0 },
+    referenceUp: c?.referenceUp ?? false,
+    peers: (c?.peers ?? []).map((p) => p.name),
+    states: { ...o.monitor.states(), ...(c === undefined ? {} : { bully: c.bully, berkeley: c.berkeley }), replication: o.replicationState },
+    offsetMs: c?.offsetMs ?? 0,
+    ops: o.ops,
+    vector: Object.fromEntries(o.vector),
+    lagP50Ms: o.lag?.p50Ms,
+    lagP99Ms: o.lag?.p99Ms,
+    requestsPerSecond: Math.round(o.requestsPerSecond * 10) / 10,
+    transitions,
+    transitionsDropped: dropped,
   }
 }

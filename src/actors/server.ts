@@ -22,7 +22,7 @@ import { type Op, type OpInput, postOf } from "../protocol/ops.ts"
 import { Store } from "../store/Store.ts"
 import { type Publisher, type Replier, type Requester, type Subscriber, Transport } from "../transport/Transport.ts"
 import { Stamper, supervised } from "./runtime.ts"
-import { Monitor, type MonitorConfig, type MonitorReport, defaultMonitorConfig, monitorTopic } from "./monitor.ts"
+import { Monitor, type MonitorConfig, type MonitorReport, buildReport, defaultMonitorConfig, monitorTopic } from "./monitor.ts"
 
 export interface ServerConfig {
   /** Unique among servers; the origin of every op this server creates. */
@@ -243,31 +243,21 @@ export const server = (config: ServerConfig) =>
     // the publisher when nobody subscribes to `monitor`).
     let lastReportAt = clock.currentTimeMillisUnsafe()
     const report = (): MonitorReport => {
-      const c = node?.snapshot()
-      const { transitions, dropped } = monitor.drain()
       const elapsed = Math.max(1, clock.currentTimeMillisUnsafe() - lastReportAt)
       lastReportAt += elapsed
       const rate = (handled * 1000) / elapsed
-      const lag = replication.drainLag()
       handled = 0
-      return {
+      return buildReport({
         server: config.name,
         at: Math.floor(stamper.adjust(clock.currentTimeMillisUnsafe())),
-        rank: c?.rank,
-        coordinator: c?.coordinator?.name,
-        term: c?.term ?? { epoch: 0, rank: 0 },
-        referenceUp: c?.referenceUp ?? false,
-        peers: (c?.peers ?? []).map((p) => p.name),
-        states: { ...monitor.states(), ...(c === undefined ? {} : { bully: c.bully, berkeley: c.berkeley }), replication: replication.state },
-        offsetMs: c?.offsetMs ?? 0,
+        coordination: node?.snapshot(),
+        replicationState: replication.state,
+        monitor,
         ops: store.opCount(),
-        vector: Object.fromEntries(store.vector()),
-        lagP50Ms: lag?.p50Ms,
-        lagP99Ms: lag?.p99Ms,
-        requestsPerSecond: Math.round(rate * 10) / 10,
-        transitions,
-        transitionsDropped: dropped,
-      }
+        vector: store.vector(),
+        lag: replication.drainLag(),
+        requestsPerSecond: rate,
+      })
     }
     yield* Effect.forkScoped(
       supervised(

@@ -1,4 +1,6 @@
-import { readFileSync } from "node:fs"
+import { readFileSync, writeFileSync } from "node:fs"
+import { serveDashboard } from "../dashboard/http.ts"
+import type { Trace } from "../dashboard/trace.ts"
 import { runScenario } from "../sim/cluster.ts"
 import { type Scenario, describeFault, generateScenario } from "../sim/scenario.ts"
 import { type Spec, int, parse, usage } from "./options.ts"
@@ -8,12 +10,19 @@ const spec: Spec = {
   scenario: { help: "replay a scenario given as JSON (or @file), as printed by a failing property test" },
   seeds: { help: "run this many seeds (from --seed, default 1) and print a summary instead of a timeline" },
   quiet: { boolean: true, help: "print only the checks" },
+  trace: { help: "write the run's monitoring reports to this file, for `bulletin dashboard --trace FILE`" },
+  dashboard: { boolean: true, help: "then serve the dashboard replaying the run (scrub through simulated time)" },
+  host: { default: "127.0.0.1", help: "with --dashboard: address to serve the page on" },
+  port: { default: "5580", help: "with --dashboard: port of the page" },
+  "monitor-every": { default: "250", help: "with --trace/--dashboard: simulated ms between two reports of a server" },
+  inspect: { boolean: true, help: "send every machine's inspection events to the XState inspector relay (open its page first)" },
+  "inspect-url": { env: "INSPECT_URL", default: "ws://127.0.0.1:8080", help: "WebSocket of the inspector relay" },
 }
 
 const parseScenario = (text: string): Scenario => JSON.parse(text.startsWith("@") ? readFileSync(text.slice(1), "utf8") : text) as Scenario
 
 /** `bulletin sim`: one seeded run with its timeline, or a batch with a summary. Exit status 1 if a property failed. */
-export const runSimCli = (argv: ReadonlyArray<string>) => {
+export const runSimCli = async (argv: ReadonlyArray<string>) => {
   const p = parse(argv, spec)
   if (p.flags.help) return console.log(usage("sim", "the deterministic cluster simulator", spec))
   if (p.values.seeds !== undefined) {
@@ -52,7 +61,13 @@ export const runSimCli = (argv: ReadonlyArray<string>) => {
     return
   }
   const scenario = p.values.scenario !== undefined ? parseScenario(p.values.scenario) : generateScenario(p.values.seed === undefined ? 1 : int(p.values.seed, "seed"))
-  const r = runScenario(scenario, { timeline: true })
+  const recording = p.values.trace !== undefined || p.flags.dashboard
+  const inspector = p.flags.inspect ? (await import("./inspect.ts")).statelyInspector(p.values["inspect-url"]!, inspectEventsMax) : undefined
+  const r = runScenario(scenario, {
+    timeline: true,
+    monitorEveryMs: recording ? int(p.values["monitor-every"], "monitor-every", 10) : undefined,
+    inspect: inspector === undefined ? undefined : () => inspector.observer,
+  })
   console.log(`scenario: ${scenario.servers} servers; network ${scenario.network.delayMinMs}-${scenario.network.delayMaxMs} ms, drop ${(scenario.network.dropRate * 100).toFixed(1)}%, duplicate ${(scenario.network.duplicateRate * 100).toFixed(1)}%`)
   console.log(`clocks: ${scenario.clocks.map((c, i) => `s${i + 1} ${c.skewMs >= 0 ? "+" : ""}${c.skewMs} ms ${c.driftPpm} ppm`).join(", ")}`)
   console.log(`faults until ${scenario.faultPhaseMs / 1000}s: ${scenario.faults.map((f) => `${(f.at / 1000).toFixed(1)}s ${describeFault(f)}`).join("; ") || "none"}`)
@@ -60,4 +75,28 @@ export const runSimCli = (argv: ReadonlyArray<string>) => {
   for (const l of lines) console.log(l)
   console.log(r.ok ? "every property held" : "a property FAILED")
   process.exitCode = r.ok ? 0 : 1
+  if (r.monitoring !== undefined) {
+    const trace: Trace = {
+      kind: "bulletin-trace",
+      version: 1,
+      title: `simulator, ${p.values.scenario !== undefined ? "scenario" : `seed ${scenario.seed}`}${r.ok ? "" : " (a property FAILED)"}`,
+      startAt: r.monitoring.startAt,
+      endAt: r.monitoring.endAt,
+      reports: r.monitoring.reports,
+      notes: r.monitoring.notes,
+      checks: r.checks,
+    }
+    if (p.values.trace !== undefined) {
+      writeFileSync(p.values.trace, JSON.stringify(trace))
+      console.log(`trace: ${trace.reports.length} reports, ${trace.notes.length} notes written to ${p.values.trace} (replay: bulletin dashboard --trace ${p.values.trace})`)
+    }
+    if (p.flags.dashboard) {
+      const served = await serveDashboard({ host: p.values.host!, port: int(p.values.port, "port"), trace, title: trace.title })
+      console.log(`dashboard: replaying the run at ${served.url} (Ctrl-C to stop)`)
+    }
+  }
+  if (inspector !== undefined) console.log(`inspect: the run's inspection events go to ${p.values["inspect-url"]} (at most ${inspectEventsMax}, the oldest dropped); Ctrl-C when the inspector has them`)
 }
+
+/** `sim --inspect`: the whole run is sent at once, so more events may wait for the relay than a live role allows. */
+const inspectEventsMax = 100_000

@@ -34,18 +34,16 @@ const json = (res: ServerResponse, status: number, body: unknown) => {
   res.end(JSON.stringify(body))
 }
 
+/** The body as text, or undefined when over `bodyMaxBytes` (the rest is read and thrown away, so the reply can be sent). */
 const readBody = (req: IncomingMessage) =>
-  new Promise<string>((resolve, reject) => {
+  new Promise<string | undefined>((resolve, reject) => {
     let size = 0
     const chunks: Array<Buffer> = []
     req.on("data", (c: Buffer) => {
       size += c.length
-      if (size > bodyMaxBytes) {
-        reject(new Error(`request body over ${bodyMaxBytes} bytes`))
-        req.destroy()
-      } else chunks.push(c)
+      if (size <= bodyMaxBytes) chunks.push(c)
     })
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")))
+    req.on("end", () => resolve(size > bodyMaxBytes ? undefined : Buffer.concat(chunks).toString("utf8")))
     req.on("error", reject)
   })
 
@@ -81,8 +79,10 @@ export const serveDashboard = (o: DashboardOptions) =>
         // A JSON content type cannot be sent cross-origin without a preflight we never answer: no CSRF from other pages.
         if (!(req.headers["content-type"] ?? "").startsWith("application/json")) return json(res, 415, { error: "content-type must be application/json" })
         let body: { role?: unknown; action?: unknown }
+        const text = await readBody(req)
+        if (text === undefined) return json(res, 413, { error: `request body over ${bodyMaxBytes} bytes` })
         try {
-          body = JSON.parse(await readBody(req)) as typeof body
+          body = JSON.parse(text) as typeof body
         } catch (e) {
           return json(res, 400, { error: `bad request body: ${(e as Error).message}` })
         }

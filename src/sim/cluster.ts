@@ -8,6 +8,8 @@ import { type OrderedKv, openMemory } from "../store/OrderedKv.ts"
 import { type HistoryPage, type StoreShape, makeStore } from "../store/Store.ts"
 import type { Post } from "../protocol/messages.ts"
 import { Effect } from "effect"
+import type { InspectionEvent } from "xstate"
+import { Monitor, type MonitorReport, buildReport } from "../actors/monitor.ts"
 import { LamportClock } from "../machines/lamport.ts"
 import { defaultSlewing } from "../machines/slewingClock.ts"
 import { decodeEnvelope } from "../protocol/messages.ts"
@@ -39,6 +41,21 @@ export interface SimOptions {
   readonly timeline?: boolean
   readonly eventsMax?: number
   readonly replication?: Partial<import("../actors/replication.ts").ReplicationConfig>
+  /**
+   * Record what the monitoring channel would publish: every this many
+   * simulated ms, one report per live server (as a live server makes them),
+   * plus notes (faults, crashes, checks); for the dashboard's replay.
+   */
+  readonly monitorEveryMs?: number
+  /** One more xstate inspection observer per server and machine (`sim --inspect`). */
+  readonly inspect?: (server: string, machine: string) => ((e: InspectionEvent) => void) | undefined
+}
+
+export interface SimMonitoring {
+  readonly reports: ReadonlyArray<MonitorReport>
+  readonly notes: ReadonlyArray<{ readonly at: number; readonly text: string }>
+  readonly startAt: number
+  readonly endAt: number
 }
 
 export interface Check {
@@ -52,6 +69,8 @@ export interface SimResult {
   readonly ok: boolean
   readonly checks: ReadonlyArray<Check>
   readonly timeline: ReadonlyArray<string>
+  /** With `monitorEveryMs`: the reports and notes of the run. */
+  readonly monitoring: SimMonitoring | undefined
   readonly stats: {
     readonly events: number
     readonly messages: number
@@ -168,8 +187,11 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   const extensionMsMax = 120_000
   let messages = 0
 
+  const monitoring = options.monitorEveryMs === undefined ? undefined : { reports: [] as Array<MonitorReport>, notes: [] as Array<{ at: number; text: string }> }
+  const noteworthy = /^(FAULT|HEAL|CHECK)$/
   const log = (who: string, text: string) => {
     if (options.timeline) timeline.push(`${(sched.now / 1000).toFixed(3).padStart(8)}s  ${who.padEnd(9)} ${text}`)
+    if (monitoring !== undefined && (noteworthy.test(who) || /CRASHED|started|^up$/.test(text))) monitoring.notes.push({ at: epochMs + sched.now, text: `${who} ${text}` })
   }
 
   // --- network ------------------------------------------------------------------
@@ -288,6 +310,15 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
 
   const config = (s: SimServer) => ({ ...defaultCoordinationConfig(s.name, referenceAddr, s.addr), ...options.config })
 
+  // The monitoring channel's view, per server across its incarnations.
+  const monitors = new Map(names.map((n) => [n, new Monitor({ intervalMs: options.monitorEveryMs ?? 1_000, transitionsMax: 256 }, () => epochMs + sched.now)]))
+  const handled = new Map(names.map((n) => [n, 0]))
+  const inspectFor = (s: SimServer) => (machine: string) => {
+    const watch = monitoring === undefined ? undefined : monitors.get(s.name)!.observe(machine)
+    const extra = options.inspect?.(s.name, machine)
+    return watch === undefined ? extra : extra === undefined ? watch : (e: InspectionEvent) => (watch(e), extra(e))
+  }
+
   const startServer = (s: SimServer) => {
     if (s.alive) return
     s.alive = true
@@ -334,6 +365,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
       lamport: s.lamport,
       now: () => s.node?.now() ?? rawNow(s),
       elapsedNow: () => sched.now,
+      inspect: inspectFor(s),
       store: {
         ...storeReads(store),
         // Durable at once (the memory disk); the caller hears of it after a simulated fsync.
@@ -357,6 +389,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
       lamport: s.lamport,
       trace: (e) => trace(s, e),
       net,
+      inspect: inspectFor(s),
       peersChanged: (peers) => replication.setPeers(peers),
       rejoined: () => replication.rejoined(),
     })
@@ -467,6 +500,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
     const store = s?.store
     const replication = s?.replication
     if (s === undefined || store === undefined || replication === undefined || s.node === undefined || !replication.started) return
+    handled.set(target, (handled.get(target) ?? 0) + 1)
     if (store.opForRequest(w.id) !== undefined) return reply(true)
     replication.commit({ kind: "publish", user: "client", channel: "general", message: w.message, id: w.id, clock: s.lamport.tick(), timestamp: Math.floor(s.node.now()) }, (error) => reply(error === undefined))
   }
@@ -561,12 +595,40 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   if (scenario.messagesPerSecond > 0) {
     const every = 1_000 / scenario.messagesPerSecond
     const traffic = (s: SimServer) => {
-      if (s.alive) s.node?.messageHandled()
+      if (s.alive && s.node !== undefined) {
+        s.node.messageHandled()
+        handled.set(s.name, (handled.get(s.name) ?? 0) + 1)
+      }
       if (sched.now + every <= endMs) sched.after(prng.real(0.5 * every, 1.5 * every), () => traffic(s))
     }
     for (const s of servers.values()) sched.after(prng.real(0, every), () => traffic(s))
   }
   sched.after(sampleEveryMs, sample)
+  if (monitoring !== undefined) {
+    const every = options.monitorEveryMs!
+    const report = () => {
+      for (const s of servers.values()) {
+        const count = handled.get(s.name) ?? 0
+        handled.set(s.name, 0)
+        if (!s.alive || s.node === undefined || s.replication === undefined || s.store === undefined) continue
+        monitoring.reports.push(
+          buildReport({
+            server: s.name,
+            at: epochMs + sched.now,
+            coordination: s.node.snapshot(),
+            replicationState: s.replication.state,
+            monitor: monitors.get(s.name)!,
+            ops: s.store.opCount(),
+            vector: s.store.vector(),
+            lag: s.replication.drainLag(),
+            requestsPerSecond: (count * 1_000) / every,
+          }),
+        )
+      }
+      if (sched.now + every <= endMs + extensionMsMax) sched.after(every, report)
+    }
+    sched.after(every, report)
+  }
   sched.at(scenario.faultPhaseMs, () => {
     log("HEAL", "network healed, crashed nodes restart, clocks stop stepping")
     cut.clear()
@@ -629,6 +691,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
     ok: checks.every((k) => k.ok),
     checks,
     timeline,
+    monitoring: monitoring === undefined ? undefined : { ...monitoring, startAt: epochMs, endAt: epochMs + sched.now },
     stats: {
       events: sched.executed,
       messages,

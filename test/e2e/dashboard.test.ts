@@ -4,6 +4,10 @@ import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { type Browser, type Page, chromium } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { serveDashboard } from "../../src/dashboard/http.ts"
+import type { Trace } from "../../src/dashboard/trace.ts"
+import { runScenario } from "../../src/sim/cluster.ts"
+import { generateScenario } from "../../src/sim/scenario.ts"
 import { type Proc, spawnBulletin, stopAll } from "../support/procs.ts"
 
 /**
@@ -109,4 +113,36 @@ describe.skipIf(!available)("dashboard in headless Chromium", () => {
     await page.click(`button[data-action=heal][data-server="${follower}"]`)
     await until("the healed server reporting again", async () => ((await page.locator(`.card[data-server="${follower}"]`).getAttribute("class")) ?? "").includes("follower"), 20_000)
   }, 180_000)
+})
+
+describe.skipIf(!available)("dashboard replaying a simulator run in headless Chromium", () => {
+  it("scrubs through simulated time: no coordinator at the start, the run's final coordinator at the end", async () => {
+    const r = runScenario(generateScenario(3), { monitorEveryMs: 250 })
+    const m = r.monitoring!
+    const trace: Trace = { kind: "bulletin-trace", version: 1, title: "seed 3", startAt: m.startAt, endAt: m.endAt, reports: m.reports, notes: m.notes, checks: r.checks }
+    const served = await serveDashboard({ host: "127.0.0.1", port: 0, trace })
+    const replayBrowser = await chromium.launch({ executablePath: chromiumPath, args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"] })
+    try {
+      const p = await replayBrowser.newPage({ viewport: { width: 1400, height: 1000 } })
+      await p.goto(served.url)
+      await p.waitForSelector("#replay:not([hidden])")
+      const text = async (sel: string) => ((await p.textContent(sel)) ?? "").trim()
+      expect(await text("[data-testid=coordinator]")).toMatch(/^none/)
+      await p.locator("#scrub").fill(String(m.endAt - m.startAt))
+      await p.waitForFunction(`document.querySelector("[data-testid=coordinator]")?.textContent === ${JSON.stringify(r.stats.coordinator)}`)
+      expect(await p.locator(`.card[data-server="${r.stats.coordinator}"] .chart[data-machine=bully] .st.on[data-state=leader]`).count()).toBe(1)
+      expect(await p.locator("#checks li").count()).toBe(r.checks.length)
+      // Play runs simulated time forwards from wherever the scrubber is.
+      await p.locator("#scrub").fill("10000")
+      const before = await text("#clock")
+      await p.click("#play")
+      await p.waitForFunction(`document.querySelector("#clock")?.textContent !== ${JSON.stringify(before)}`)
+      await p.click("#play")
+      page = p
+      await shot("dashboard-replay")
+    } finally {
+      await replayBrowser.close()
+      await served.close()
+    }
+  }, 60_000)
 })
