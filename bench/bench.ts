@@ -20,6 +20,7 @@ const spec: Spec = {
   clients: { default: "16", help: "concurrent clients in the throughput runs" },
   "per-client": { default: "500", help: "requests per client in the throughput runs" },
   servers: { default: "3", help: "bulletin servers" },
+  dashboard: { boolean: true, help: "also measure bulletin with a dashboard attached (a page open on its event stream), runs interleaved with unwatched ones" },
 }
 
 const root = resolve(import.meta.dirname, "..")
@@ -27,6 +28,7 @@ const bin = join(root, "bin/bulletin.js")
 
 type Child = ReturnType<typeof spawn>
 const children: Array<Child> = []
+const outputOf = new WeakMap<Child, string>()
 const start = (args: Array<string>, ready: RegExp) =>
   new Promise<Child>((done, fail) => {
     const c = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
@@ -35,6 +37,7 @@ const start = (args: Array<string>, ready: RegExp) =>
     const t = setTimeout(() => fail(new Error(`${args.join(" ")} not ready:\n${out}`)), 30_000)
     const on = (b: Buffer) => {
       out += b.toString()
+      outputOf.set(c, out)
       if (ready.test(out)) { clearTimeout(t); done(c) }
     }
     c.stdout!.on("data", on)
@@ -133,7 +136,8 @@ export const runBench = async (argv: ReadonlyArray<string>) => {
   const perClient = Number(p.values["per-client"])
   const brokerAt = `tcp://${host}:5555`
   const proxyAt = `tcp://${host}:5558`
-  const results: Record<string, Array<Record<string, number>>> = { raw: [], bulletin: [] }
+  const results: Record<string, Array<Record<string, number>>> = { raw: [], bulletin: [], watched: [] }
+  let watchedReports = 0
   try {
     await start([bin, "broker", "--host", host], /broker: tcp/)
     await start([bin, "proxy", "--host", host], /proxy: tcp/)
@@ -158,19 +162,51 @@ export const runBench = async (argv: ReadonlyArray<string>) => {
     setup.close()
     await new Promise((r) => setTimeout(r, 500))
     const bulletinTarget: Target = { name: "bulletin", frame: request, sentAtOf: sentAtFromText }
-    for (let r = 0; r < runs; r++) results.bulletin!.push({ reads: await sequential(brokerAt, bulletinTarget, n, true), sequential: await sequential(brokerAt, bulletinTarget, n), ...(await concurrent(brokerAt, proxyAt, bulletinTarget, clients, perClient)) })
+    const measure = async () => ({ reads: await sequential(brokerAt, bulletinTarget, n, true), sequential: await sequential(brokerAt, bulletinTarget, n), ...(await concurrent(brokerAt, proxyAt, bulletinTarget, clients, perClient)) })
+    for (let r = 0; r < runs; r++) {
+      // With --dashboard, the order alternates (unwatched first, then watched first), so warming up favours neither.
+      if (!p.flags.dashboard || r % 2 === 0) results.bulletin!.push(await measure())
+      if (!p.flags.dashboard) continue
+      // Interleaved: the same cluster, with a dashboard subscribed to `monitor` and a page reading its stream.
+      const dashboard = await start([bin, "dashboard", "--proxy", host, "--port", "0"], /dashboard: http:\/\/\S+/)
+      const url = /dashboard: (http:\/\/\S+)/.exec(outputOf.get(dashboard) ?? "")![1]!
+      const page = new AbortController()
+      let reports = 0
+      const reading = (async () => {
+        const res = await fetch(`${url}api/events`, { signal: page.signal })
+        const reader = res.body!.getReader()
+        for (;;) {
+          const { value, done } = await reader.read()
+          if (done) return
+          reports += (new TextDecoder().decode(value).match(/event: report/g) ?? []).length
+        }
+      })().catch(() => {})
+      await new Promise((r) => setTimeout(r, 1_500))
+      const before = reports
+      results.watched!.push(await measure())
+      watchedReports += reports - before
+      page.abort()
+      await reading
+      await new Promise<void>((done) => { dashboard.on("exit", () => done()); dashboard.kill("SIGTERM") })
+      await new Promise((r) => setTimeout(r, 1_500))
+      if (r % 2 === 1) results.bulletin!.push(await measure())
+    }
   } finally {
     await stopAll()
   }
 
+  const watched = results.watched!.length > 0
   const row = (label: string, key: string, digits: number, higherIsBetter: boolean) => {
     const r = median(results.raw!.map((x) => x[key]!))
     const b = median(results.bulletin!.map((x) => x[key]!))
     const ratio = higherIsBetter ? b / r : r / b
-    return `${label.padEnd(44)}${r.toFixed(digits).padStart(12)}${b.toFixed(digits).padStart(12)}${ratio.toFixed(2).padStart(9)}`
+    const base = `${label.padEnd(44)}${r.toFixed(digits).padStart(12)}${b.toFixed(digits).padStart(12)}${ratio.toFixed(2).padStart(9)}`
+    if (!watched) return base
+    const w = median(results.watched!.map((x) => x[key]!))
+    return `${base}${w.toFixed(digits).padStart(14)}${(higherIsBetter ? w / r : r / w).toFixed(2).padStart(9)}${(higherIsBetter ? w / b : b / w).toFixed(2).padStart(11)}`
   }
   console.log(`\nbulletin bench: ${runs} runs each, medians; ${clients} clients x ${perClient} publish requests; ${p.values.servers} servers (durable writes, replication)`)
-  console.log(`${"".padEnd(44)}${"raw ZeroMQ".padStart(12)}${"bulletin".padStart(12)}${"ratio".padStart(9)}`)
+  console.log(`${"".padEnd(44)}${"raw ZeroMQ".padStart(12)}${"bulletin".padStart(12)}${"ratio".padStart(9)}${watched ? `${"+dashboard".padStart(14)}${"ratio".padStart(9)}${"watched/un".padStart(11)}` : ""}`)
   console.log(row("read (channels), 1 client (round trips/s)", "reads", 0, true))
   console.log(row("durable publish, 1 client (round trips/s)", "sequential", 0, true))
   console.log(row(`durable publish, ${clients} clients (round trips/s)`, "roundTripsPerSecond", 0, true))
@@ -179,4 +215,5 @@ export const runBench = async (argv: ReadonlyArray<string>) => {
   console.log(row("publish -> subscriber latency p99 (ms)", "p99", 2, false))
   console.log(`lost publications (all runs): raw ${results.raw!.reduce((a, x) => a + x.lost!, 0)}, bulletin ${results.bulletin!.reduce((a, x) => a + x.lost!, 0)}`)
   console.log("ratio: bulletin / raw for rates, raw / bulletin for latencies (1.00 = the physical limit)")
+  if (watched) console.log(`+dashboard: the same cluster with a dashboard attached and a page reading its stream (${watchedReports} monitor reports streamed during those runs); watched/un: watched / unwatched (1.00 = monitoring costs nothing)`)
 }

@@ -29,6 +29,7 @@ interface Service {
   readonly stdin_open?: boolean
   readonly tty?: boolean
   readonly restart?: string
+  readonly ports?: ReadonlyArray<unknown>
 }
 
 const config = () => {
@@ -40,11 +41,13 @@ const dockerfile = readFileSync(join(root, "Dockerfile"), "utf8")
 const instruction = (name: string) => dockerfile.split("\n").filter((l) => l.startsWith(`${name} `))
 
 describe("compose.yaml", () => {
-  it("is accepted by docker-compose and describes the standard 9 containers", () => {
+  it("is accepted by docker-compose and describes the standard 9 containers, and the dashboard", () => {
     const { services, volumes } = config()
-    expect(Object.keys(services).sort()).toEqual(["bot", "broker", "client", "proxy", "reference", "server"])
+    expect(Object.keys(services).sort()).toEqual(["bot", "broker", "client", "dashboard", "proxy", "reference", "server"])
     const containers = Object.values(services).reduce((n, s) => n + (s.deploy?.replicas ?? 1), 0)
-    expect(containers).toBe(9)
+    expect(containers).toBe(10)
+    // The dashboard is published on the host's loopback only: no login in front of it.
+    expect(JSON.stringify(services.dashboard!.ports)).toMatch(/127\.0\.0\.1/)
     expect(services.server!.deploy?.replicas).toBe(3)
     expect(services.bot!.deploy?.replicas).toBe(2)
     // Host names as in PROTOCOL.md; replicas must not pin a host or container name.
@@ -123,6 +126,20 @@ describe("the containers' commands, run as processes", () => {
     const out = client.lines.join("\n")
     expect(out).toMatch(/channels \(\d+\)/)
     expect(out).toMatch(/hello from the client container/)
+    // The dashboard container's command serves the page with every replica's reports.
+    const dashboard = run("dashboard", "dashboard")
+    const url = /dashboard: (http:\/\/\S+)/.exec(await dashboard.waitFor(/dashboard: http/))![1]!
+    expect(((await (await fetch(`${url}api/info`)).json()) as { mode: string }).mode).toBe("live")
+    const seen = new Set<string>()
+    const res = await fetch(`${url}api/events`)
+    const reader = res.body!.getReader()
+    const deadline = performance.now() + 10_000
+    while (seen.size < replicas && performance.now() < deadline) {
+      const { value } = await reader.read()
+      for (const m of new TextDecoder().decode(value).matchAll(/"server":"(replica\d)"/g)) seen.add(m[1]!)
+    }
+    await reader.cancel()
+    expect(seen.size).toBe(replicas)
     // Each replica claimed its own folder under the shared volume.
     for (let i = 1; i <= replicas; i++) expect(readFileSync(join(data, `replica${i}`, "OWNER"), "utf8").trim()).toBe(`replica${i}`)
   }, 90_000)
