@@ -57,6 +57,13 @@ const until = async (what: string, f: () => Promise<boolean>, timeoutMs: number)
   }
 }
 const isServer = (s: string) => /^server-\d$/.test(s)
+/** Every card follows the coordinator shown, and it has the highest rank. */
+const agreedOnHighest = async () => {
+  const shown = await coordinator()
+  const cards = await page.locator(".card[data-server]").evaluateAll((els) => els.map((e) => ({ name: e.getAttribute("data-server"), follows: e.getAttribute("data-follows"), rank: Number(e.getAttribute("data-rank")) })))
+  if (!isServer(shown) || cards.length !== 3 || !cards.every((c) => c.follows === shown)) return false
+  return cards.find((c) => c.name === shown)?.rank === Math.max(...cards.map((c) => c.rank))
+}
 const bullyOn = (server: string, state: string) => page.locator(`.card[data-server="${server}"] .chart[data-machine=bully] .st.on[data-state="${state}"]`).count().then((n) => n > 0)
 
 describe.skipIf(!available)("dashboard in headless Chromium", () => {
@@ -79,8 +86,8 @@ describe.skipIf(!available)("dashboard in headless Chromium", () => {
 
   it("shows the coordinator; Stop causes an election the page shows; Restart and Partition/Heal work", async () => {
     await page.goto(url)
-    // All three servers reporting, agreeing on the highest rank.
-    await until("three servers and a coordinator", async () => isServer(await coordinator()) && (await page.locator(".card[data-server]").count()) === 3, 60_000)
+    // All three servers reporting, agreeing on the highest rank (at start-up each leads alone for a moment).
+    await until("three servers agreeing on the highest rank", () => agreedOnHighest(), 60_000)
     const first = await coordinator()
     expect(await page.locator(`.card[data-server="${first}"]`).getAttribute("class")).toContain("lead")
     await until("the coordinator's election chart at leader", () => bullyOn(first, "leader"), 10_000)
@@ -104,7 +111,7 @@ describe.skipIf(!available)("dashboard in headless Chromium", () => {
     console.log(`dashboard: stopped ${first}; page named ${second} coordinator ${(tookMs / 1000).toFixed(2)} s after the click`)
 
     await page.click(`button[data-action=restart][data-server="${first}"]`)
-    await until("the restarted highest rank coordinating again", async () => (await coordinator()) === first, 40_000)
+    await until("the restarted highest rank coordinating again", async () => (await coordinator()) === first && (await agreedOnHighest()), 40_000)
 
     const follower = [1, 2, 3].map((i) => `server-${i}`).find((s) => s !== first)!
     await page.click(`button[data-action=partition][data-server="${follower}"]`)

@@ -42,7 +42,8 @@ describe("monitoring channel", () => {
     })
     const first = [...agreed.values()][0]!.coordinator!
     for (const r of agreed.values()) {
-      expect(Object.keys(r.states).sort()).toEqual(["berkeley", "bully", "replication"])
+      // Every machine running; followers also watch the coordinator's heartbeat.
+      expect(Object.keys(r.states).sort()).toEqual(r.server === first ? ["berkeley", "bully", "referenceHeartbeat", "replication"] : ["berkeley", "bully", "coordinatorHeartbeat", "referenceHeartbeat", "replication"])
       expect(r.states.replication).toMatch(/^live/)
       expect(r.states.bully).toBe(r.server === first ? "leader.announcing" : "follower")
       // Only the coordinator runs Berkeley rounds.

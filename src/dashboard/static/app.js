@@ -292,6 +292,9 @@ const drawCard = (name, r, t, animate) => {
   const c = card(name)
   const cond = condition(name, r, t)
   c.root.className = `card ${cond}`
+  // For scripts and tests: who this server follows, and its rank.
+  c.root.dataset.follows = r?.coordinator ?? ""
+  c.root.dataset.rank = String(r?.rank ?? "")
   const roleText = { lead: "COORDINATOR", follower: r ? `follows ${r.coordinator ?? "nobody"}` : "", silent: "silent (no report for 3 s)", stopped: "stopped", frozen: "partitioned (frozen)" }[cond]
   c.role.textContent = roleText
   if (r === undefined) {
