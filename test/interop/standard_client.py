@@ -83,6 +83,18 @@ def call_at(endpoint, service, data, quirk=None):
         s.close()
 
 
+def eventually(service, data, holds, quirk=None, timeout_s=3.0):
+    """Reads are eventually consistent across servers (multi-master, asynchronous
+    replication): what was just written through one server may not have reached
+    the one the broker picks for the read. Ask again, as a real client would."""
+    deadline = time.time() + timeout_s
+    while True:
+        r = call(service, dict(data), quirk=quirk)
+        if holds(r.get("data", {})) or time.time() > deadline:
+            return holds(r.get("data", {})), r
+        time.sleep(0.05)
+
+
 def receive(topic, timeout_s=5.0):
     deadline = time.time() + timeout_s
     while time.time() < deadline:
@@ -103,17 +115,15 @@ try:
     r = call("login", {"user": "bad name!"})
     check("login with an illegal name is refused", r["data"].get("status") == "erro" and "description" in r["data"], r)
 
-    r = call("users", {})
-    check("users", me in r["data"].get("users", []) and other in r["data"].get("users", []), r)
+    ok, r = eventually("users", {}, lambda d: me in d.get("users", []) and other in d.get("users", []))
+    check("users", ok, r)
 
     r = call("channel", {"channel": channel})
     check("channel", r["data"].get("status") == "sucesso", r)
     r = call("channel", {"channel": channel})
     check("channel twice is idempotent", r["data"].get("status") == "sucesso", r)
-    time.sleep(0.3)  # replication to the other servers (the broker round-robins)
-
-    r = call("channels", {}, quirk="opcao")
-    check("channels", channel in r["data"].get("channels", []), r)
+    ok, r = eventually("channels", {}, lambda d: channel in d.get("channels", []), quirk="opcao")
+    check("channels", ok, r)
 
     sub.setsockopt(zmq.SUBSCRIBE, channel.encode())
     sub.setsockopt(zmq.SUBSCRIBE, me.encode())
