@@ -39,6 +39,14 @@ export interface TransportLimits {
    */
   readonly heartbeatIntervalMs: number
   readonly heartbeatTimeoutMs: number
+  /**
+   * A connection attempt that has not completed after this long is given up
+   * and dialled again (ZMQ_CONNECT_TIMEOUT). Without it, a dial made while
+   * the peer is unreachable waits on the kernel's SYN retransmission
+   * back-off (1, 2, 4... s), so a healed link could stay unused for seconds.
+   * 0: the kernel's own timeout.
+   */
+  readonly connectTimeoutMs: number
 }
 
 export const defaultTransportLimits: TransportLimits = {
@@ -50,6 +58,7 @@ export const defaultTransportLimits: TransportLimits = {
   publishRetryMs: 1_000,
   heartbeatIntervalMs: 1_000,
   heartbeatTimeoutMs: 3_000,
+  connectTimeoutMs: 500,
 }
 
 /** A request/reply client: one request at a time, Lazy Pirate reconnect after a timeout. */

@@ -54,9 +54,12 @@ const writer = (socket: zmq.Writable, capacity: number, name: string) =>
     return (frames: Frames) => Queue.offer(queue, frames).pipe(Effect.asVoid)
   })
 
-/** ZMTP heartbeat options for a long-lived socket (see TransportLimits). */
-const heartbeats = (limits: TransportLimits) =>
-  limits.heartbeatIntervalMs > 0 ? { heartbeatInterval: limits.heartbeatIntervalMs, heartbeatTimeout: limits.heartbeatTimeoutMs, heartbeatTimeToLive: limits.heartbeatTimeoutMs } : {}
+/** ZMTP heartbeat options for a long-lived socket, and the connect timeout for dialling ones (see TransportLimits). */
+const heartbeats = (limits: TransportLimits) => ({
+  ...(limits.heartbeatIntervalMs > 0 ? { heartbeatInterval: limits.heartbeatIntervalMs, heartbeatTimeout: limits.heartbeatTimeoutMs, heartbeatTimeToLive: limits.heartbeatTimeoutMs } : {}),
+  ...connecting(limits),
+})
+const connecting = (limits: TransportLimits) => (limits.connectTimeoutMs > 0 ? { connectTimeout: limits.connectTimeoutMs } : {})
 
 const requester = (limits: TransportLimits) => (endpoint: string) =>
   Effect.gen(function* () {
@@ -65,7 +68,7 @@ const requester = (limits: TransportLimits) => (endpoint: string) =>
     let socket: zmq.Request | undefined
     const fresh = () => {
       socket?.close()
-      socket = new zmq.Request({ linger: 0, sendTimeout: 0, sendHighWaterMark: limits.highWaterMarkMessages, receiveHighWaterMark: limits.highWaterMarkMessages, maxMessageSize: Limits.transportFrameBytesMax })
+      socket = new zmq.Request({ linger: 0, sendTimeout: 0, sendHighWaterMark: limits.highWaterMarkMessages, receiveHighWaterMark: limits.highWaterMarkMessages, maxMessageSize: Limits.transportFrameBytesMax, ...connecting(limits) })
       socket.connect(endpoint)
       return socket
     }
