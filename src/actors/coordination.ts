@@ -38,6 +38,14 @@ export interface CoordinationConfig {
   readonly electionTimeoutMs: number
   readonly coordinatorTimeoutMs: number
   readonly announceIntervalMs: number
+  /**
+   * A new coordinator's first announcement is sent again after each of these
+   * delays (same term, only while it still leads with it): a PUB socket drops
+   * what it cannot send, and right after a heal or a restart its connection
+   * to the proxy may still be coming up, which otherwise costs the followers
+   * a whole `announceIntervalMs`.
+   */
+  readonly announceRepeatsMs: ReadonlyArray<number>
   readonly startupTimeoutMs: number
   readonly roundIntervalMs: number
   readonly pollTimeoutMs: number
@@ -62,6 +70,7 @@ export const defaultCoordinationConfig = (name: string, reference: string, addr:
   electionTimeoutMs: 1_000,
   coordinatorTimeoutMs: 3_000,
   announceIntervalMs: 2_000,
+  announceRepeatsMs: [250, 1_000],
   startupTimeoutMs: 3_000,
   roundIntervalMs: 5_000,
   pollTimeoutMs: 800,
@@ -356,7 +365,19 @@ export class CoordinationNode {
     referenceBeat.on("up", this.#guarded("reference heartbeat", () => this.#setReference(true)))
 
     bully.on("sendElection", this.#guarded("election", (e) => this.#sendElection(e)))
-    bully.on("announce", this.#guarded("election", (e) => this.#publish(coordinatorTopic, "election", { coordinator: c.name, rank, term: e.term })))
+    let repeatedTerm: Term | undefined
+    bully.on("announce", this.#guarded("election", (e) => {
+      const announce = () => this.#publish(coordinatorTopic, "election", { coordinator: c.name, rank, term: e.term })
+      announce()
+      if (repeatedTerm !== undefined && compareTerms(repeatedTerm, e.term) === 0) return
+      repeatedTerm = e.term
+      for (const ms of c.announceRepeatsMs) {
+        this.#later(ms, () => {
+          const now = bully.getSnapshot().context
+          if (this.#machines === m && now.coordinator?.name === c.name && compareTerms(now.term, e.term) === 0) announce()
+        })
+      }
+    }))
     bully.on("coordinatorChanged", this.#guarded("election", (e) => this.#coordinatorChanged(e)))
     let bullyState = ""
     bully.subscribe({

@@ -72,6 +72,26 @@ describe("the coordination node", () => {
     expect(h.published.at(-1)).toMatchObject({ topic: "servers", data: { coordinator: "b", rank: 2, term: { epoch: 1, rank: 2 } } })
   })
 
+  it("sends a new coordinator's first announcement again after 250 ms and 1 s, then every announce interval", () => {
+    const h = harness()
+    h.node.start()
+    h.serveReference()
+    h.serveReference()
+    h.sched.runUntil(h.sched.now + 1_100, 10_000)
+    expect(h.node.isCoordinator).toBe(true)
+    const claimedAt = h.sched.now - 100
+    const count = () => h.published.filter((p) => p.topic === "servers").length
+    const first = count()
+    h.sched.runUntil(claimedAt + 300, 10_000)
+    expect(count()).toBe(first + 1)
+    h.sched.runUntil(claimedAt + 1_050, 10_000)
+    expect(count()).toBe(first + 2)
+    // The regular re-announce (every 2 s) is not repeated.
+    h.sched.runUntil(claimedAt + 3_500, 10_000)
+    expect(count()).toBe(first + 3)
+    expect(new Set(h.published.filter((p) => p.topic === "servers").map((p) => JSON.stringify(p.data.term))).size).toBe(1)
+  })
+
   it("answers election with OK and a clock request with its adjusted time, which slews and never goes back", () => {
     const h = harness()
     h.node.start()
