@@ -56,7 +56,8 @@ export const storeReads = (store: Omit<ReplicationStore, "apply">): Omit<Replica
 })
 
 export type ReplicationTrace =
-  | { readonly kind: "caughtUp"; readonly caughtUp: boolean; readonly ops: number; readonly ms: number; readonly peers: number }
+  /** `failedPulls`: pulls of this catch-up that got no usable answer (a catch-up whose every pull failed caught up with nothing). */
+  | { readonly kind: "caughtUp"; readonly caughtUp: boolean; readonly ops: number; readonly ms: number; readonly peers: number; readonly failedPulls: number }
   | { readonly kind: "catchingUp" }
   | { readonly kind: "pulled"; readonly peer: string; readonly ops: number; readonly more: boolean }
   | { readonly kind: "gap"; readonly origin: string; readonly have: number; readonly saw: number }
@@ -98,6 +99,7 @@ export class ReplicationNode {
   readonly #lags: Array<number> = []
   /** Catch-up measurements: ops pulled since the last `catchingUp`. */
   #pulledOps = 0
+  #failedPulls = 0
   #catchUpStarted = 0
   /** The run of pulls in progress: per origin, the highest seq this peer has sent in it. */
   #cursor: { readonly peer: string; readonly sent: Map<string, number> } | undefined
@@ -138,13 +140,14 @@ export class ReplicationNode {
     actor.on("catchingUp", this.#guarded("catchingUp", () => {
       this.#ready = false
       this.#pulledOps = 0
+      this.#failedPulls = 0
       this.#catchUpStarted = this.#env.elapsedNow()
       this.#env.trace?.({ kind: "catchingUp" })
     }))
     actor.on("ready", this.#guarded("ready", (e) => {
       this.#ready = true
       this.#everReady = true
-      this.#env.trace?.({ kind: "caughtUp", caughtUp: e.caughtUp, ops: this.#pulledOps, ms: this.#env.elapsedNow() - this.#catchUpStarted, peers: actor.getSnapshot().context.peers.length })
+      this.#env.trace?.({ kind: "caughtUp", caughtUp: e.caughtUp, ops: this.#pulledOps, ms: this.#env.elapsedNow() - this.#catchUpStarted, peers: actor.getSnapshot().context.peers.length, failedPulls: this.#failedPulls })
       for (const w of this.#waiters.splice(0)) w()
     }))
     actor.subscribe({ error: (e) => this.#env.trace?.({ kind: "error", where: "replication machine", message: String(e) }) })
@@ -260,7 +263,10 @@ export class ReplicationNode {
     const vector: Record<string, number> = Object.fromEntries(this.#env.store.vector())
     for (const [origin, seq] of cursor.sent) if (seq > (vector[origin] ?? 0)) vector[origin] = seq
     const frame = encodeEnvelope("replicate", { vector }, { clock: this.#env.lamport.tick(), timestampMs: Math.floor(this.#env.now()) })
-    const failed = () => this.#actor?.send({ type: "PULL_FAILED", peer })
+    const failed = () => {
+      this.#failedPulls += 1
+      this.#actor?.send({ type: "PULL_FAILED", peer })
+    }
     try {
       this.#env.net.request(addr, frame, this.config.syncTimeoutMs, "replicate", (reply) => {
         if (this.#stopped) return

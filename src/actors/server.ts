@@ -364,7 +364,7 @@ const logged = (name: string, e: TraceEvent): string | undefined => {
 const loggedReplication = (name: string, e: ReplicationTrace): string | undefined => {
   switch (e.kind) {
     case "caughtUp":
-      return `server ${name}: ${e.caughtUp ? "caught up" : "gave up waiting to catch up"}: ${e.ops} ops pulled from ${e.peers} peers in ${e.ms.toFixed(0)} ms`
+      return `server ${name}: ${e.caughtUp ? "caught up" : "gave up waiting to catch up"}: ${e.ops} ops pulled from ${e.peers} peers in ${e.ms.toFixed(0)} ms${e.failedPulls > 0 ? ` (${e.failedPulls} pull${e.failedPulls === 1 ? "" : "s"} unanswered)` : ""}`
     case "catchingUp":
       return `server ${name}: catching up`
     case "gap":
