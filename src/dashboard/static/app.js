@@ -189,8 +189,10 @@ const drawChart = (chart) => {
       const cx = mx + (-(q.y - p.y) / len) * bend
       const cy = my + ((q.x - p.x) / len) * bend
       d = `M${p.x},${p.y} Q${cx},${cy} ${q.x},${q.y}`
-      lx = (p.x + 2 * cx + q.x) / 4
-      ly = (p.y + 2 * cy + q.y) / 4
+      // The label sits 40% along the curve, so the labels of A→B and B→A do not meet in the middle.
+      const t = 0.4
+      lx = (1 - t) ** 2 * p.x + 2 * t * (1 - t) * cx + t ** 2 * q.x
+      ly = (1 - t) ** 2 * p.y + 2 * t * (1 - t) * cy + t ** 2 * q.y
     }
     g.append(el("svg:path", { d, "marker-end": "url(#arrow)" }))
     g.append(el("svg:text", { x: lx, y: ly, "text-anchor": "middle" }, short(events.join(", "))))
