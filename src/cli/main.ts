@@ -69,9 +69,9 @@ Commands:
 
 const zmq = layerZmq()
 
-const inspectorFor = async (url: string) => {
+const inspectorFor = async (url: string, name: string) => {
   const { statelyInspector } = await import("./inspect.ts")
-  const inspector = statelyInspector(url)
+  const inspector = statelyInspector(url, name)
   console.log(`inspect: sending every machine's inspection events to ${url} (open the relay's page; \`bulletin inspector\` runs one)`)
   return () => inspector.observer
 }
@@ -151,7 +151,7 @@ const main = async (argv: ReadonlyArray<string>) => {
         proxyBackend: from(endpoint(values.proxy!, Ports.proxyBackend)),
         coordination: values.reference === "none" ? undefined : coordinationOf(values),
         lamportLeaseFile: join(data, "lamport"),
-        inspect: flags.inspect ? await inspectorFor(values["inspect-url"]!) : undefined,
+        inspect: flags.inspect ? await inspectorFor(values["inspect-url"]!, name) : undefined,
       }
       const skew = Number(values["clock-skew"])
       if (!Number.isFinite(skew) || Math.abs(skew) > 86_400_000) throw new Error(`--clock-skew must be milliseconds within a day (±86400000), got '${values["clock-skew"]}'`)

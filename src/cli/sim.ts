@@ -62,7 +62,7 @@ export const runSimCli = async (argv: ReadonlyArray<string>) => {
   }
   const scenario = p.values.scenario !== undefined ? parseScenario(p.values.scenario) : generateScenario(p.values.seed === undefined ? 1 : int(p.values.seed, "seed"))
   const recording = p.values.trace !== undefined || p.flags.dashboard
-  const inspector = p.flags.inspect ? (await import("./inspect.ts")).statelyInspector(p.values["inspect-url"]!, inspectEventsMax) : undefined
+  const inspector = p.flags.inspect ? (await import("./inspect.ts")).statelyInspector(p.values["inspect-url"]!, "sim", inspectEventsMax) : undefined
   const r = runScenario(scenario, {
     timeline: true,
     monitorEveryMs: recording ? int(p.values["monitor-every"], "monitor-every", 10) : undefined,

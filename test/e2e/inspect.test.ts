@@ -33,5 +33,39 @@ describe("XState inspector (--inspect)", () => {
     sub.unsubscribe()
     expect([...names()].sort()).toEqual(expect.arrayContaining(["server-1/berkeley", "server-1/bully", "server-1/referenceHeartbeat", "server-1/replication"]))
     expect(leader()).toBe(true)
+    // Session ids count from x:0 in every process: qualified by server, so several servers share one relay.
+    expect(bully()).toMatch(/^server-1:x:\d+$/)
   }, 60_000)
+})
+
+describe("the inspector relay", () => {
+  it("gives a viewer that connects late every actor's registration and latest snapshot, then the live stream", async () => {
+    const { startInspectorRelay } = await import("../../src/cli/inspect.ts")
+    const { WebSocket } = await import("ws")
+    const port = 18_082
+    const relay = startInspectorRelay(port)
+    try {
+      const open = (ws: InstanceType<typeof WebSocket>) => new Promise<void>((done, fail) => (ws.once("open", () => done()), ws.once("error", fail)))
+      const sender = new WebSocket(`ws://127.0.0.1:${port}`)
+      await open(sender)
+      sender.send(JSON.stringify({ type: "@xstate.actor", sessionId: "x:0", name: "server-1/bully" }))
+      for (let i = 0; i < 500; i++) sender.send(JSON.stringify({ type: "@xstate.snapshot", sessionId: "x:0", snapshot: { value: `s${i}` } }))
+      sender.send("not json") // ignored, not fatal
+      await new Promise((r) => setTimeout(r, 300))
+      const viewer = new WebSocket(`ws://127.0.0.1:${port}`)
+      const got: Array<{ type: string; name?: string; snapshot?: { value: string } }> = []
+      viewer.on("message", (d) => got.push(JSON.parse(d.toString()) as never))
+      await open(viewer)
+      await new Promise((r) => setTimeout(r, 200))
+      sender.send(JSON.stringify({ type: "@xstate.event", sessionId: "x:0", event: { type: "PING" } }))
+      await new Promise((r) => setTimeout(r, 200))
+      expect(got.map((e) => e.type)).toEqual(["@xstate.actor", "@xstate.snapshot", "@xstate.event"])
+      expect(got[0]!.name).toBe("server-1/bully")
+      expect(got[1]!.snapshot!.value).toBe("s499")
+      sender.close()
+      viewer.close()
+    } finally {
+      relay.stop()
+    }
+  })
 })
