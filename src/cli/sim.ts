@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from "node:fs"
 import { serveDashboard } from "../dashboard/http.ts"
 import type { Trace } from "../dashboard/trace.ts"
+import type { InspectionEvent } from "xstate"
 import { runScenario } from "../sim/cluster.ts"
 import { type Scenario, describeFault, generateScenario } from "../sim/scenario.ts"
 import { type Spec, int, parse, usage } from "./options.ts"
@@ -15,7 +16,8 @@ const spec: Spec = {
   host: { default: "127.0.0.1", help: "with --dashboard: address to serve the page on" },
   port: { default: "5580", help: "with --dashboard: port of the page" },
   "monitor-every": { default: "250", help: "with --trace/--dashboard: simulated ms between two reports of a server" },
-  inspect: { boolean: true, help: "send every machine's inspection events to the XState inspector relay (open its page first)" },
+  inspect: { boolean: true, help: "replay every machine's inspection events to the XState inspector relay, paced by simulated time" },
+  speed: { default: "1", help: "with --inspect: simulated seconds per real second" },
   "inspect-url": { env: "INSPECT_URL", default: "ws://127.0.0.1:8080", help: "WebSocket of the inspector relay" },
 }
 
@@ -62,11 +64,16 @@ export const runSimCli = async (argv: ReadonlyArray<string>) => {
   }
   const scenario = p.values.scenario !== undefined ? parseScenario(p.values.scenario) : generateScenario(p.values.seed === undefined ? 1 : int(p.values.seed, "seed"))
   const recording = p.values.trace !== undefined || p.flags.dashboard
-  const inspector = p.flags.inspect ? (await import("./inspect.ts")).statelyInspector(p.values["inspect-url"]!, "sim", inspectEventsMax) : undefined
+  const speed = Number(p.values.speed)
+  if (!(speed > 0) || !Number.isFinite(speed)) throw new Error(`--speed must be a positive number, got '${p.values.speed}'`)
+  const inspector = p.flags.inspect ? (await import("./inspect.ts")).statelyInspector(p.values["inspect-url"]!, "sim", inspectPendingMax) : undefined
+  // Recorded during the (synchronous) run with their simulated time, then sent paced.
+  const recorded: Array<{ readonly t: number; readonly e: InspectionEvent }> = []
+  let unrecorded = 0
   const r = runScenario(scenario, {
     timeline: true,
     monitorEveryMs: recording ? int(p.values["monitor-every"], "monitor-every", 10) : undefined,
-    inspect: inspector === undefined ? undefined : () => inspector.observer,
+    inspect: inspector === undefined ? undefined : (_server, _machine, simNow) => (e) => (recorded.length < inspectEventsMax ? recorded.push({ t: simNow(), e }) : (unrecorded += 1)),
   })
   console.log(`scenario: ${scenario.servers} servers; network ${scenario.network.delayMinMs}-${scenario.network.delayMaxMs} ms, drop ${(scenario.network.dropRate * 100).toFixed(1)}%, duplicate ${(scenario.network.duplicateRate * 100).toFixed(1)}%`)
   console.log(`clocks: ${scenario.clocks.map((c, i) => `s${i + 1} ${c.skewMs >= 0 ? "+" : ""}${c.skewMs} ms ${c.driftPpm} ppm`).join(", ")}`)
@@ -79,7 +86,7 @@ export const runSimCli = async (argv: ReadonlyArray<string>) => {
     const trace: Trace = {
       kind: "bulletin-trace",
       version: 1,
-      title: `simulator, ${p.values.scenario !== undefined ? "scenario" : `seed ${scenario.seed}`}${r.ok ? "" : " (a property FAILED)"}`,
+      title: `simulator, ${p.values.scenario !== undefined ? "scenario" : `--seed ${p.values.seed ?? 1}`}${r.ok ? "" : " (a property FAILED)"}`,
       startAt: r.monitoring.startAt,
       endAt: r.monitoring.endAt,
       reports: r.monitoring.reports,
@@ -95,8 +102,22 @@ export const runSimCli = async (argv: ReadonlyArray<string>) => {
       console.log(`dashboard: replaying the run at ${served.url} (Ctrl-C to stop)`)
     }
   }
-  if (inspector !== undefined) console.log(`inspect: the run's inspection events go to ${p.values["inspect-url"]} (at most ${inspectEventsMax}, the oldest dropped); Ctrl-C when the inspector has them`)
+  if (inspector !== undefined) {
+    const spanMs = recorded.length === 0 ? 0 : recorded.at(-1)!.t - recorded[0]!.t
+    console.log(`inspect: replaying ${recorded.length} inspection events${unrecorded > 0 ? ` (${unrecorded} more not kept)` : ""} to ${p.values["inspect-url"]} at ${speed}x: ${(spanMs / speed / 1000).toFixed(0)} s (open the relay's page)`)
+    const t0 = recorded[0]?.t ?? 0
+    const started = performance.now()
+    let next = 0
+    const tick = () => {
+      const simElapsed = (performance.now() - started) * speed
+      while (next < recorded.length && recorded[next]!.t - t0 <= simElapsed) inspector.observer(recorded[next++]!.e)
+      if (next < recorded.length) setTimeout(tick, 50)
+      else console.log("inspect: the whole run has been sent; Ctrl-C to stop")
+    }
+    tick()
+  }
 }
 
-/** `sim --inspect`: the whole run is sent at once, so more events may wait for the relay than a live role allows. */
-const inspectEventsMax = 100_000
+/** `sim --inspect`: inspection events kept from one run (the rest counted), and how many may wait for the relay. */
+const inspectEventsMax = 200_000
+const inspectPendingMax = 10_000

@@ -47,8 +47,8 @@ export interface SimOptions {
    * plus notes (faults, crashes, checks); for the dashboard's replay.
    */
   readonly monitorEveryMs?: number
-  /** One more xstate inspection observer per server and machine (`sim --inspect`). */
-  readonly inspect?: (server: string, machine: string) => ((e: InspectionEvent) => void) | undefined
+  /** One more xstate inspection observer per server and machine (`sim --inspect`); `simNow` is the simulated time (ms). */
+  readonly inspect?: (server: string, machine: string, simNow: () => number) => ((e: InspectionEvent) => void) | undefined
 }
 
 export interface SimMonitoring {
@@ -315,7 +315,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   const handled = new Map(names.map((n) => [n, 0]))
   const inspectFor = (s: SimServer) => (machine: string) => {
     const watch = monitoring === undefined ? undefined : monitors.get(s.name)!.observe(machine)
-    const extra = options.inspect?.(s.name, machine)
+    const extra = options.inspect?.(s.name, machine, () => sched.now)
     return watch === undefined ? extra : extra === undefined ? watch : (e: InspectionEvent) => (watch(e), extra(e))
   }
 
