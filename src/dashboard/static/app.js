@@ -97,24 +97,64 @@ const layoutChart = (chart) => {
       cx += size.get(c.path).w + GAP
     }
   }
-  // Top-level states in rows, wrapping at widthMax; rows leave room for the arrows' labels.
-  let x = 4
+  // Top-level states in one row if they fit; else in layers by distance from
+  // the initial state (so most arrows point down), each layer ordered by where
+  // its predecessors sit, rows centred; rows leave room for the arrows' labels.
+  const topOf = (path) => path.split(".")[0]
+  let spacing = GAP * 3
+  const widthOf = (row) => row.reduce((a, st) => a + size.get(st.path).w, 0) + spacing * (row.length - 1)
+  let rows = [top]
+  if (widthOf(top) > widthMax) {
+    spacing = GAP * 5 // room for the labels of arrows running sideways within a layer
+    const depth = new Map()
+    const start = top.find((st) => st.initial) ?? top[0]
+    depth.set(start.path, 0)
+    const queue = [start.path]
+    while (queue.length > 0) {
+      const at = queue.shift()
+      for (const t of chart.transitions) {
+        if (t.source === "" || topOf(t.source) !== at) continue
+        const to = topOf(t.target)
+        if (!depth.has(to)) {
+          depth.set(to, depth.get(at) + 1)
+          queue.push(to)
+        }
+      }
+    }
+    const deepest = Math.max(...depth.values())
+    rows = []
+    for (const st of top) {
+      const d = depth.get(st.path) ?? deepest + 1
+      ;(rows[d] ??= []).push(st)
+    }
+    rows = rows.filter(Boolean)
+    // Order each row by the mean position of its predecessors in the rows above.
+    const order = new Map()
+    rows[0].forEach((st, i) => order.set(st.path, i))
+    for (let r = 1; r < rows.length; r++) {
+      const weight = (st) => {
+        const from = chart.transitions.filter((t) => t.source !== "" && topOf(t.target) === st.path && order.has(topOf(t.source))).map((t) => order.get(topOf(t.source)))
+        return from.length === 0 ? Infinity : from.reduce((a, b) => a + b, 0) / from.length
+      }
+      rows[r].sort((a, b) => weight(a) - weight(b))
+      rows[r].forEach((st, i) => order.set(st.path, i))
+    }
+  }
+  const width = Math.max(200, ...rows.map(widthOf)) + 8
   let y = 16
   let rowH = 0
-  let width = 0
-  for (const s of top) {
-    const { w, h } = size.get(s.path)
-    if (x > 4 && x + w > widthMax) {
-      x = 4
-      y += rowH + ROW_GAP
-      rowH = 0
+  for (const row of rows) {
+    let x = 4 + (width - 8 - widthOf(row)) / 2
+    rowH = 0
+    for (const st of row) {
+      place(st, x, y)
+      x += size.get(st.path).w + spacing
+      rowH = Math.max(rowH, size.get(st.path).h)
     }
-    place(s, x, y)
-    x += w + GAP * 3
-    rowH = Math.max(rowH, h)
-    width = Math.max(width, x)
+    y += rowH + ROW_GAP
   }
-  return { boxes, width: Math.max(width, 200), height: y + rowH + 16 }
+  y -= ROW_GAP
+  return { boxes, width, height: y + 16 }
 }
 
 const centre = (b) => ({ x: b.x + b.w / 2, y: b.y + b.h / 2 })
