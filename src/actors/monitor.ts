@@ -63,6 +63,12 @@ export const defaultMonitorConfig: MonitorConfig = { intervalMs: 1_000, transiti
 export const stateName = (value: unknown): string =>
   typeof value === "string" ? value : Object.entries(value as Record<string, unknown>).map(([k, v]) => `${k}.${stateName(v)}`).join(",")
 
+type Observer = (e: InspectionEvent) => void
+
+/** Both observers (either may be absent), for a machine watched by the monitor and by an inspector. */
+export const bothObservers = (a: Observer | undefined, b: Observer | undefined): Observer | undefined =>
+  a === undefined ? b : b === undefined ? a : (e) => (a(e), b(e))
+
 /** The state a stopped machine is reported in. */
 export const stoppedState = "(stopped)"
 

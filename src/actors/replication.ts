@@ -82,9 +82,12 @@ export interface ReplicationEnv {
 export const replicationTopic = "replication"
 
 /** Live ops per replication-lag report. */
+const lagSampleOps = 200
 /** Lag samples kept between two monitoring reports. */
 const recentLagsMax = 4_096
-const lagSampleOps = 200
+
+/** The q-quantile of ascending `sorted` (not empty). */
+const quantile = (sorted: ReadonlyArray<number>, q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
 
 export class ReplicationNode {
   readonly config: ReplicationConfig
@@ -316,8 +319,7 @@ export class ReplicationNode {
     }
     if (this.#lags.length < lagSampleOps) return
     const sorted = this.#lags.splice(0).sort((a, b) => a - b)
-    const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
-    this.#env.trace?.({ kind: "lag", ops: sorted.length, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: sorted.at(-1)! })
+    this.#env.trace?.({ kind: "lag", ops: sorted.length, p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99), maxMs: sorted.at(-1)! })
   }
 
   readonly #gapReported = new Map<string, number>()
@@ -328,8 +330,7 @@ export class ReplicationNode {
     if (this.#recentLags.length === 0) return undefined
     const sorted = this.#recentLags.sort((a, b) => a - b)
     this.#recentLags = []
-    const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
-    return { ops: sorted.length, p50Ms: at(0.5), p99Ms: at(0.99) }
+    return { ops: sorted.length, p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99) }
   }
 
   #checkGaps(ops: ReadonlyArray<Op>) {

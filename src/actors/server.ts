@@ -22,7 +22,7 @@ import { type Op, type OpInput, postOf } from "../protocol/ops.ts"
 import { Store } from "../store/Store.ts"
 import { type Publisher, type Replier, type Requester, type Subscriber, Transport } from "../transport/Transport.ts"
 import { Stamper, supervised } from "./runtime.ts"
-import { Monitor, type MonitorConfig, type MonitorReport, buildReport, defaultMonitorConfig, monitorTopic } from "./monitor.ts"
+import { Monitor, type MonitorConfig, type MonitorReport, bothObservers, buildReport, defaultMonitorConfig, monitorTopic } from "./monitor.ts"
 
 export interface ServerConfig {
   /** Unique among servers; the origin of every op this server creates. */
@@ -97,11 +97,7 @@ export const server = (config: ServerConfig) =>
     const run = Effect.runForkWith(yield* Effect.context<Transport | Scope.Scope>())
     const net = yield* makeNet(publisher, run)
     const monitor = new Monitor({ ...defaultMonitorConfig, ...config.monitor }, () => Math.floor(stamper.adjust(clock.currentTimeMillisUnsafe())))
-    const inspect = (machine: string) => {
-      const watch = monitor.observe(machine)
-      const extra = config.inspect?.(machine)
-      return extra === undefined ? watch : (e: InspectionEvent) => (watch(e), extra(e))
-    }
+    const inspect = (machine: string) => bothObservers(monitor.observe(machine), config.inspect?.(machine))
     let handled = 0
     const replication = new ReplicationNode(
       { ...defaultReplicationConfig(config.name), ...config.replication },

@@ -1,11 +1,8 @@
 import { readFileSync } from "node:fs"
-import * as zmq from "zeromq"
-import { monitorTopic } from "../actors/monitor.ts"
 import { DashboardHub } from "../dashboard/hub.ts"
 import { type DashboardOptions, serveDashboard } from "../dashboard/http.ts"
 import { type Trace, isTrace } from "../dashboard/trace.ts"
-import { decode } from "../protocol/codec.ts"
-import { isReport } from "./monitor.ts"
+import { monitorReports, monitorSubscriber } from "./monitor.ts"
 import { Ports, type Spec, endpoint, int, parse, usage } from "./options.ts"
 
 const spec: Spec = {
@@ -20,17 +17,10 @@ const spec: Spec = {
  * proxy, topic `monitor`. Returns a function that closes it.
  */
 export const subscribeMonitor = (proxy: string, hub: DashboardHub): (() => void) => {
-  const sub = new zmq.Subscriber({ linger: 0, receiveHighWaterMark: 1_000, maxMessageSize: 1 << 20, heartbeatInterval: 1_000, heartbeatTimeout: 3_000 })
-  sub.connect(endpoint(proxy, Ports.proxyBackend))
-  sub.subscribe(monitorTopic)
+  const sub = monitorSubscriber(proxy)
   void (async () => {
     try {
-      for await (const [topic, payload] of sub) {
-        if (topic?.toString() !== monitorTopic || payload === undefined) continue
-        const m = decode(payload)
-        const report = m.ok ? (m.value as { data?: unknown }).data : undefined
-        if (isReport(report)) hub.report(report)
-      }
+      for await (const report of monitorReports(sub)) hub.report(report)
     } catch (e) {
       if (!sub.closed) console.error(`dashboard: monitor subscription failed: ${(e as Error).message}`)
     }

@@ -17,8 +17,6 @@ type Adapter = Parameters<typeof createInspector>[0]
  * oldest dropped), plus each actor's registration: a role never grows
  * without bound because nobody watches.
  */
-export const defaultInspectUrl = "ws://127.0.0.1:8080"
-
 export const statelyInspector = (url: string, process: string, pendingMax = 200) => {
   const adapter = new RelayAdapter(url, process, pendingMax)
   const inspector = createInspector(adapter)

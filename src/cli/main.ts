@@ -10,7 +10,7 @@ import { type CoordinationSettings, defaultServerConfig, server } from "../actor
 import { layerLmdb } from "../store/Store.ts"
 import { layerZmq } from "../transport/zmq.ts"
 import { claimDataDir } from "./datadir.ts"
-import { Ports, type Spec, endpoint, int, parse, usage } from "./options.ts"
+import { Ports, type Spec, endpoint, inspectUrlDefault, int, parse, usage } from "./options.ts"
 
 const common: Spec = {
   broker: { env: "BROKER_ADDR", default: "127.0.0.1", help: "broker host (clients use port 5555, servers 5556)" },
@@ -31,7 +31,7 @@ const specs = {
     advertise: { env: "PEER_ADDR", help: "how other servers reach this one (default: the --peer endpoint, or tcp://HOSTNAME:5560 when it binds 0.0.0.0)" },
     "clock-skew": { env: "CLOCK_SKEW_MS", default: "0", help: "fault injection: run as if this host's clock were off by this many ms (Berkeley pulls it back)" },
     inspect: { boolean: true, help: "send every machine's inspection events to the XState inspector relay (see --inspect-url, `bulletin inspector`)" },
-    "inspect-url": { env: "INSPECT_URL", default: "ws://127.0.0.1:8080", help: "WebSocket of the inspector relay" },
+    "inspect-url": { env: "INSPECT_URL", default: inspectUrlDefault, help: "WebSocket of the inspector relay" },
   },
   reference: {
     host: { env: "BIND_HOST", default: "127.0.0.1", help: "address to bind 5559 on (0.0.0.0 in containers)" },

@@ -17,13 +17,31 @@ const spec: Spec = {
   seconds: { default: "0", help: "stop after this many seconds (0: never)" },
 }
 
-export const isReport = (u: unknown): u is MonitorReport => {
+const isReport = (u: unknown): u is MonitorReport => {
   const r = u as Partial<MonitorReport> | null
   return typeof r === "object" && r !== null && typeof r.server === "string" && typeof r.states === "object" && Array.isArray(r.transitions)
 }
 
 /** Terminal-safe: names come from the network. */
 const safe = (s: unknown) => String(s).replace(/[\u0000-\u001f\u007f-\u009f]/g, "?")
+
+/** A SUB socket on the proxy's topic `monitor` (ZMTP heartbeats, so a proxy that went away is noticed and dialled again). */
+export const monitorSubscriber = (proxy: string) => {
+  const sub = new zmq.Subscriber({ linger: 0, receiveHighWaterMark: 1_000, maxMessageSize: 1 << 20, heartbeatInterval: 1_000, heartbeatTimeout: 3_000 })
+  sub.connect(endpoint(proxy, Ports.proxyBackend))
+  sub.subscribe(monitorTopic)
+  return sub
+}
+
+/** The reports arriving on it; anything else (another topic, bad msgpack, not a report) is skipped. */
+export async function* monitorReports(sub: zmq.Subscriber): AsyncGenerator<MonitorReport> {
+  for await (const [topic, payload] of sub) {
+    if (topic?.toString() !== monitorTopic || payload === undefined) continue
+    const m = decode(payload)
+    const report = m.ok ? (m.value as { data?: unknown }).data : undefined
+    if (isReport(report)) yield report
+  }
+}
 
 const line = (r: MonitorReport) => {
   const role = r.coordinator === r.server ? "COORDINATOR" : `follows ${safe(r.coordinator ?? "nobody")}`
@@ -40,20 +58,14 @@ export const runMonitor = async (argv: ReadonlyArray<string>) => {
   }
   const count = int(p.values.count, "count")
   const seconds = int(p.values.seconds, "seconds")
-  const sub = new zmq.Subscriber({ linger: 0, receiveHighWaterMark: 1_000, maxMessageSize: 1 << 20 })
-  sub.connect(endpoint(p.values.proxy!, Ports.proxyBackend))
-  sub.subscribe(monitorTopic)
+  const sub = monitorSubscriber(p.values.proxy!)
   const stop = () => sub.close()
   process.once("SIGINT", stop)
   process.once("SIGTERM", stop)
   if (seconds > 0) setTimeout(stop, seconds * 1000).unref()
   let seen = 0
   try {
-    for await (const [topic, payload] of sub) {
-      if (topic?.toString() !== monitorTopic || payload === undefined) continue
-      const m = decode(payload)
-      const report = m.ok ? (m.value as { data?: unknown }).data : undefined
-      if (!isReport(report)) continue
+    for await (const report of monitorReports(sub)) {
       if (p.flags.json) console.log(JSON.stringify(report))
       else {
         for (const t of report.transitions) console.log(`  ${safe(report.server)} ${safe(t.machine)}: ${safe(t.from || "(start)")} -> ${safe(t.to)} on ${safe(t.event)}`)

@@ -54,3 +54,6 @@ export const endpoint = (hostOrEndpoint: string, port: number): string => {
 }
 
 export const Ports = { brokerFrontend: 5555, brokerBackend: 5556, proxyFrontend: 5557, proxyBackend: 5558, reference: 5559, peer: 5560 } as const
+
+/** Where roles started with --inspect send their machines' events: the relay of `bulletin inspector` (default port 8080). */
+export const inspectUrlDefault = "ws://127.0.0.1:8080"

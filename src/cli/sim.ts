@@ -4,7 +4,7 @@ import type { Trace } from "../dashboard/trace.ts"
 import type { InspectionEvent } from "xstate"
 import { runScenario } from "../sim/cluster.ts"
 import { type Scenario, describeFault, generateScenario } from "../sim/scenario.ts"
-import { type Spec, int, parse, usage } from "./options.ts"
+import { type Spec, inspectUrlDefault, int, parse, usage } from "./options.ts"
 
 const spec: Spec = {
   seed: { help: "replay the run drawn from this seed and print its timeline" },
@@ -18,7 +18,7 @@ const spec: Spec = {
   "monitor-every": { default: "250", help: "with --trace/--dashboard: simulated ms between two reports of a server" },
   inspect: { boolean: true, help: "replay every machine's inspection events to the XState inspector relay, paced by simulated time" },
   speed: { default: "1", help: "with --inspect: simulated seconds per real second" },
-  "inspect-url": { env: "INSPECT_URL", default: "ws://127.0.0.1:8080", help: "WebSocket of the inspector relay" },
+  "inspect-url": { env: "INSPECT_URL", default: inspectUrlDefault, help: "WebSocket of the inspector relay" },
 }
 
 const parseScenario = (text: string): Scenario => JSON.parse(text.startsWith("@") ? readFileSync(text.slice(1), "utf8") : text) as Scenario

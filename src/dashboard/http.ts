@@ -50,13 +50,15 @@ const readBody = (req: IncomingMessage) =>
 export const serveDashboard = (o: DashboardOptions) =>
   new Promise<{ readonly url: string; readonly close: () => Promise<void> }>((resolve, reject) => {
     const charts = JSON.stringify(serverCharts())
+    // The page's files, read once: the same for every request.
+    const files = new Map(Object.keys(types).map((f) => [f, readFileSync(assets + f)]))
     const handle = async (req: IncomingMessage, res: ServerResponse) => {
       const url = new URL(req.url ?? "/", "http://dashboard")
       const path = url.pathname
       if (req.method === "GET" && (path === "/" || path === "/app.js" || path === "/style.css")) {
         const file = path === "/" ? "index.html" : path.slice(1)
         res.writeHead(200, { "content-type": types[file]!, "cache-control": "no-store" })
-        return res.end(readFileSync(assets + file))
+        return res.end(files.get(file))
       }
       if (path === "/favicon.ico") {
         res.writeHead(204)

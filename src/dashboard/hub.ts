@@ -33,22 +33,12 @@ export class DashboardHub {
   readonly #notes: Array<Note> = []
   #roles: ReadonlyArray<RoleStatus> | undefined
   readonly #clients = new Set<ServerResponse>()
-  #received = 0
 
   constructor(limits: Partial<HubLimits> = {}) {
     this.limits = { ...defaultHubLimits, ...limits }
   }
 
-  get clients(): number {
-    return this.#clients.size
-  }
-
-  get received(): number {
-    return this.#received
-  }
-
   report(r: MonitorReport): void {
-    this.#received += 1
     this.#reports.push(r)
     if (this.#reports.length > this.limits.reportsMax) this.#reports.splice(0, this.#reports.length - this.limits.reportsMax)
     this.#broadcast(frame("report", r))

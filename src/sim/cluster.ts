@@ -3,13 +3,12 @@ import { ReferenceService } from "../actors/reference.ts"
 import { Registry, type RegistrySnapshot } from "../actors/registry.ts"
 import { ReplicationNode, defaultReplicationConfig, replicationTopic, storeReads } from "../actors/replication.ts"
 import { serviceOf } from "../protocol/replication.ts"
-import type { Op } from "../protocol/ops.ts"
 import { type OrderedKv, openMemory } from "../store/OrderedKv.ts"
 import { type HistoryPage, type StoreShape, makeStore } from "../store/Store.ts"
 import type { Post } from "../protocol/messages.ts"
 import { Effect } from "effect"
 import type { InspectionEvent } from "xstate"
-import { Monitor, type MonitorReport, buildReport } from "../actors/monitor.ts"
+import { Monitor, type MonitorReport, bothObservers, buildReport } from "../actors/monitor.ts"
 import { LamportClock } from "../machines/lamport.ts"
 import { defaultSlewing } from "../machines/slewingClock.ts"
 import { decodeEnvelope } from "../protocol/messages.ts"
@@ -313,11 +312,8 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   // The monitoring channel's view, per server across its incarnations.
   const monitors = new Map(names.map((n) => [n, new Monitor({ intervalMs: options.monitorEveryMs ?? 1_000, transitionsMax: 256 }, () => epochMs + sched.now)]))
   const handled = new Map(names.map((n) => [n, 0]))
-  const inspectFor = (s: SimServer) => (machine: string) => {
-    const watch = monitoring === undefined ? undefined : monitors.get(s.name)!.observe(machine)
-    const extra = options.inspect?.(s.name, machine, () => sched.now)
-    return watch === undefined ? extra : extra === undefined ? watch : (e: InspectionEvent) => (watch(e), extra(e))
-  }
+  const inspectFor = (s: SimServer) => (machine: string) =>
+    bothObservers(monitoring === undefined ? undefined : monitors.get(s.name)!.observe(machine), options.inspect?.(s.name, machine, () => sched.now))
 
   const startServer = (s: SimServer) => {
     if (s.alive) return
