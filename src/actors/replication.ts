@@ -81,6 +81,9 @@ export interface ReplicationEnv {
 
 export const replicationTopic = "replication"
 
+/** Own ops written in one batch at most. */
+const ownBatchMax = 256
+
 /** Live ops per replication-lag report. */
 const lagSampleOps = 200
 /** Lag samples kept between two monitoring reports. */
@@ -180,17 +183,50 @@ export class ReplicationNode {
   }
 
   /**
-   * A new op of this server: the next sequence number, a Lamport tick and the
-   * adjusted time, durable before `done`, then published to the others.
+   * A new op of this server: the next sequence number, durable before
+   * `done`, then published to the others. Own ops are written one batch at a
+   * time, in order: every op that arrives while a batch is being written
+   * goes into the next one, and numbers are given when a batch is written.
+   * So a failed write consumes no sequence number (its ops are refused and
+   * the next batch reuses their numbers), and no op of ours can be durable
+   * while an earlier one is not (no hole in our own sequence, ever).
    */
   commit(input: OpInput, done: (error: unknown, op?: Op) => void): void {
-    this.#seq = Math.max(this.#seq, this.#env.store.lastSeq(this.config.name)) + 1
-    const op = { ...input, origin: this.config.name, seq: this.#seq } as Op
-    this.#env.store.apply([op], (error) => {
-      if (this.#stopped) return done(new Error("replication stopped: the server is shutting down"))
-      if (error !== undefined) return done(error)
-      this.publish(op)
-      done(undefined, op)
+    if (this.#stopped) return done(new Error("replication stopped: the server is shutting down"))
+    this.#own.push({ input, done })
+    this.#writeOwn()
+  }
+
+  /** Own ops waiting for the batch being written (for the monitoring channel and tests). */
+  get ownPending(): number {
+    return this.#own.length
+  }
+
+  readonly #own: Array<{ readonly input: OpInput; readonly done: (error: unknown, op?: Op) => void }> = []
+  #ownWriting = false
+
+  #writeOwn() {
+    if (this.#ownWriting || this.#own.length === 0 || this.#stopped) return
+    const batch = this.#own.splice(0, ownBatchMax)
+    let seq = Math.max(this.#seq, this.#env.store.lastSeq(this.config.name))
+    const ops = batch.map(({ input }) => ({ ...input, origin: this.config.name, seq: (seq += 1) }) as Op)
+    this.#ownWriting = true
+    this.#env.store.apply(ops, (error) => {
+      this.#ownWriting = false
+      if (this.#stopped) {
+        const stopped = new Error("replication stopped: the server is shutting down")
+        for (const { done } of [...batch, ...this.#own.splice(0)]) done(stopped)
+        return
+      }
+      if (error === undefined) {
+        this.#seq = seq
+        for (const op of ops) this.publish(op)
+      }
+      for (const [i, { done }] of batch.entries()) {
+        if (error === undefined) done(undefined, ops[i])
+        else done(error)
+      }
+      this.#writeOwn()
     })
   }
 

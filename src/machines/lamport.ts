@@ -13,8 +13,11 @@ export class LamportClock {
   }
 
   /**
-   * Called with the new value whenever the clock moves (a host persists a
-   * lease with it, so a restarted process never reuses a value it sent).
+   * Called with the new value before the clock moves to it (a host persists
+   * a lease with it, so a restarted process never reuses a value it sent).
+   * If it throws (the lease could not be written), the clock stays where it
+   * was and the error reaches the caller: no value past a lease that is not
+   * on disk is ever handed out.
    */
   onAdvance: ((value: number) => void) | undefined
 
@@ -24,16 +27,17 @@ export class LamportClock {
 
   /** A local event or a send: the value to stamp on it. */
   tick(): number {
-    this.#value += 1
-    this.onAdvance?.(this.#value)
-    return this.#value
+    const next = this.#value + 1
+    this.onAdvance?.(next)
+    this.#value = next
+    return next
   }
 
   /** A receive. Returns the new local value. Missing or hostile values are ignored. */
   observe(received: number | undefined): number {
     if (received !== undefined && Number.isSafeInteger(received) && received > this.#value) {
+      this.onAdvance?.(received)
       this.#value = received
-      this.onAdvance?.(this.#value)
     }
     return this.#value
   }

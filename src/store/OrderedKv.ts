@@ -23,11 +23,14 @@ export interface OrderedKv {
   /** `start` inclusive, `end` exclusive, in key order (or reverse). */
   readonly range: (options: RangeOptions) => Iterable<{ readonly key: Key; readonly value: unknown }>
   /**
-   * Writes every entry or none (a value of `undefined` deletes the key).
-   * Resolves once the batch is on disk; a layer that is durable at once (the
-   * memory layer) returns undefined, so a store over it runs synchronously.
+   * Writes every entry or none (a value of `undefined` deletes the key), and
+   * calls `done` once the batch is on disk, or with the error that kept it
+   * off (then nothing of it was written). Reads see a batch only once it is
+   * durable. `done` may be called at once (a disk with no flush latency).
+   * A callback, not a promise: the simulator runs this code on simulated
+   * time, where nothing may wait on the real event loop's microtasks.
    */
-  readonly write: (entries: ReadonlyArray<readonly [Key, unknown]>) => Promise<void> | undefined
+  readonly write: (entries: ReadonlyArray<readonly [Key, unknown]>, done: (error?: Error) => void) => void
   readonly close: () => Promise<void>
 }
 
@@ -56,20 +59,35 @@ export const openLmdb = (path: string): OrderedKv => {
     range: ({ start, end, reverse, limit }) =>
       db.getRange({ start: start as Array<KeyPart>, end: end as Array<KeyPart>, reverse: reverse ?? false, ...(limit === undefined ? {} : { limit }) }) as Iterable<{ key: Key; value: unknown }>,
     // lmdb-js commits every put issued in one event-loop turn as one
-    // transaction; `flushed` resolves when that transaction is synced to disk.
+    // transaction; each put's promise settles with that transaction, and
+    // `flushed` resolves when it is synced to disk. Every promise is
+    // awaited: a failed commit (a full disk) must reach the caller, not
+    // become an unhandled rejection that kills the process.
     // (Its callback form, `transaction(fn)`, hangs with lmdb 3.5.6 on Node 20.)
-    write: async (entries) => {
-      for (const [k, v] of entries) void (v === undefined ? db.remove(k as Array<KeyPart>) : db.put(k as Array<KeyPart>, v))
-      await db.flushed
+    write: (entries, done) => {
+      let puts: Array<Promise<unknown>>
+      try {
+        puts = entries.map(([k, v]) => (v === undefined ? db.remove(k as Array<KeyPart>) : db.put(k as Array<KeyPart>, v)))
+      } catch (e) {
+        return done(e as Error)
+      }
+      Promise.all(puts)
+        .then(() => db.flushed)
+        .then(
+          () => done(),
+          (e: unknown) => done(e instanceof Error ? e : new Error(String(e))),
+        )
     },
     close: () => db.close(),
   }
 }
 
-/** In memory: a sorted array. Everything written is "durable" until the process dies. */
-export const openMemory = (): OrderedKv => {
-  const entries: Array<{ key: Key; value: unknown }> = []
-  const find = (key: Key): { index: number; found: boolean } => {
+/** Sorted entries in memory: the durable state of a memory disk. */
+class SortedEntries {
+  readonly entries: Array<{ key: Key; value: unknown }> = []
+
+  find(key: Key): { index: number; found: boolean } {
+    const entries = this.entries
     let lo = 0
     let hi = entries.length
     while (lo < hi) {
@@ -79,38 +97,176 @@ export const openMemory = (): OrderedKv => {
     }
     return { index: lo, found: lo < entries.length && compareKeys(entries[lo]!.key, key) === 0 }
   }
+
+  get(key: Key): unknown {
+    const { index, found } = this.find(key)
+    return found ? this.entries[index]!.value : undefined
+  }
+
+  *range({ start, end, reverse, limit }: RangeOptions): Iterable<{ key: Key; value: unknown }> {
+    const entries = this.entries
+    let count = 0
+    const max = limit ?? Number.POSITIVE_INFINITY
+    if (!reverse) {
+      for (let i = this.find(start).index; i < entries.length && count < max; i++, count++) {
+        const e = entries[i]!
+        if (compareKeys(e.key, end) >= 0) return
+        yield e
+      }
+    } else {
+      const s = this.find(start)
+      for (let i = s.found ? s.index : s.index - 1; i >= 0 && count < max; i--, count++) {
+        const e = entries[i]!
+        if (compareKeys(e.key, end) <= 0) return
+        yield e
+      }
+    }
+  }
+
+  apply(batch: ReadonlyArray<readonly [Key, unknown]>): void {
+    for (const [key, value] of batch) {
+      const { index, found } = this.find(key)
+      if (value === undefined) {
+        if (found) this.entries.splice(index, 1)
+      } else if (found) this.entries[index] = { key, value }
+      else this.entries.splice(index, 0, { key, value })
+    }
+  }
+}
+
+/** What drives a memory disk's flushes: the simulator's clock and its end-of-turn queue. */
+export interface DiskTimers {
+  /** Calls `fn` after `ms` of (simulated) time. */
+  readonly after: (ms: number, fn: () => void) => void
+  /** Calls `fn` once the current turn is over (what lmdb-js waits for before it commits a batch). */
+  readonly immediate: (fn: () => void) => void
+}
+
+type Txn = Array<{ readonly entries: ReadonlyArray<readonly [Key, unknown]>; readonly done: (error?: Error) => void }>
+
+export type DiskFault = "EIO" | "ENOSPC"
+
+const diskError = (code: DiskFault) =>
+  Object.assign(new Error(code === "ENOSPC" ? "ENOSPC: no space left on device, write" : "EIO: i/o error, fsync"), { code })
+
+/**
+ * A disk in memory with LMDB's crash semantics, for the simulator. Writes
+ * issued in one turn form one transaction; transactions are flushed one at
+ * a time, in order, each taking `flushMs()` of simulated time; a batch is
+ * durable (and visible to reads) only when its flush completes. `crash()`
+ * loses every batch not yet flushed, and their callbacks never fire, as a
+ * killed process never hears back. Write failures can be injected: the next
+ * transaction fails with EIO, or every one fails with ENOSPC while the disk
+ * is full. A failed transaction writes nothing.
+ */
+export class MemoryDisk implements OrderedKv {
+  readonly #durable = new SortedEntries()
+  readonly #timers: DiskTimers
+  readonly #flushMs: () => number
+  #open: Txn | undefined
+  readonly #queued: Array<Txn> = []
+  #flushing = false
+  #epoch = 0
+  #failNext = false
+  #full = false
+  /** Transactions flushed, failed, and lost to crashes (for the simulator's statistics). */
+  readonly stats = { flushed: 0, failed: 0, lostToCrash: 0 }
+
+  constructor(timers: DiskTimers, flushMs: () => number) {
+    this.#timers = timers
+    this.#flushMs = flushMs
+  }
+
+  get = (key: Key) => this.#durable.get(key)
+  range = (options: RangeOptions) => this.#durable.range(options)
+
+  write = (entries: ReadonlyArray<readonly [Key, unknown]>, done: (error?: Error) => void) => {
+    if (this.#open === undefined) {
+      const txn: Txn = []
+      this.#open = txn
+      const epoch = this.#epoch
+      this.#timers.immediate(() => {
+        if (epoch !== this.#epoch) return
+        this.#open = undefined
+        this.#queued.push(txn)
+        this.#flushNext()
+      })
+    }
+    this.#open.push({ entries, done })
+  }
+
+  close = async () => {}
+
+  /**
+   * The disk as one process incarnation sees it: after a crash, writes
+   * through an older handle are ignored (a dead process writes nothing),
+   * whatever fiber of it was still running.
+   */
+  session(): OrderedKv {
+    const epoch = this.#epoch
+    return {
+      get: this.get,
+      range: this.range,
+      write: (entries, done) => {
+        if (epoch === this.#epoch) this.write(entries, done)
+      },
+      close: this.close,
+    }
+  }
+
+  /** The process died: every transaction not yet flushed is lost, and nobody hears of it. */
+  crash(): void {
+    this.#epoch += 1
+    this.stats.lostToCrash += this.#queued.length + (this.#open === undefined ? 0 : 1) + (this.#flushing ? 1 : 0)
+    this.#open = undefined
+    this.#queued.length = 0
+    this.#flushing = false
+  }
+
+  /** The next transaction to flush fails with EIO. */
+  failNextWrite(): void {
+    this.#failNext = true
+  }
+
+  /** While full, every transaction fails with ENOSPC; space returns with `full(false)`. */
+  setFull(full: boolean): void {
+    this.#full = full
+  }
+
+  get isFull(): boolean {
+    return this.#full
+  }
+
+  #flushNext() {
+    if (this.#flushing) return
+    const txn = this.#queued.shift()
+    if (txn === undefined) return
+    this.#flushing = true
+    const epoch = this.#epoch
+    this.#timers.after(this.#flushMs(), () => {
+      if (epoch !== this.#epoch) return
+      this.#flushing = false
+      const fault: DiskFault | undefined = this.#full ? "ENOSPC" : this.#failNext ? "EIO" : undefined
+      if (fault === "EIO") this.#failNext = false
+      if (fault === undefined) {
+        for (const w of txn) this.#durable.apply(w.entries)
+        this.stats.flushed += 1
+      } else this.stats.failed += 1
+      for (const w of txn) w.done(fault === undefined ? undefined : diskError(fault))
+      this.#flushNext()
+    })
+  }
+}
+
+/** In memory, durable at once: every write is on "disk" before `write` returns (unit tests). */
+export const openMemory = (): OrderedKv => {
+  const durable = new SortedEntries()
   return {
-    get: (key) => {
-      const { index, found } = find(key)
-      return found ? entries[index]!.value : undefined
-    },
-    range: function* ({ start, end, reverse, limit }) {
-      let count = 0
-      const max = limit ?? Number.POSITIVE_INFINITY
-      if (!reverse) {
-        for (let i = find(start).index; i < entries.length && count < max; i++, count++) {
-          const e = entries[i]!
-          if (compareKeys(e.key, end) >= 0) return
-          yield e
-        }
-      } else {
-        const s = find(start)
-        for (let i = s.found ? s.index : s.index - 1; i >= 0 && count < max; i--, count++) {
-          const e = entries[i]!
-          if (compareKeys(e.key, end) <= 0) return
-          yield e
-        }
-      }
-    },
-    write: (batch) => {
-      for (const [key, value] of batch) {
-        const { index, found } = find(key)
-        if (value === undefined) {
-          if (found) entries.splice(index, 1)
-        } else if (found) entries[index] = { key, value }
-        else entries.splice(index, 0, { key, value })
-      }
-      return undefined
+    get: (key) => durable.get(key),
+    range: (options) => durable.range(options),
+    write: (batch, done) => {
+      durable.apply(batch)
+      done()
     },
     close: async () => {},
   }

@@ -4,7 +4,12 @@ import { Limits } from "../protocol/limits.ts"
 import { type Op, postOf } from "../protocol/ops.ts"
 import { type Key, keyHigh, type OrderedKv, openLmdb, openMemory } from "./OrderedKv.ts"
 
-export class StoreError extends Data.TaggedError("StoreError")<{ readonly reason: "Io" | "Closed"; readonly message: string }> {}
+export class StoreError extends Data.TaggedError("StoreError")<{
+  readonly reason: "Io" | "Closed"
+  readonly message: string
+  /** The system error code, when there is one (ENOSPC: the disk is full). */
+  readonly code?: string | undefined
+}> {}
 
 export type HistoryQuery =
   | { readonly channel: string; readonly before?: Cursor; readonly after?: Cursor; readonly limit?: number }
@@ -20,6 +25,12 @@ export interface HistoryPage {
 export interface StoreShape {
   /** Makes an op durable (with its derived indexes) unless it is already stored. */
   readonly apply: (op: Op) => Effect.Effect<"applied" | "duplicate", StoreError>
+  /**
+   * Makes ops durable in one transaction: all of them or none. What they
+   * change (users, channels, the vector, history) is visible only once the
+   * transaction is on disk, so nothing a read returns can be lost to a crash.
+   */
+  readonly applyAll: (ops: ReadonlyArray<Op>) => Effect.Effect<ReadonlyArray<"applied" | "duplicate">, StoreError>
   readonly hasUser: (name: string) => boolean
   readonly hasChannel: (name: string) => boolean
   readonly users: () => ReadonlyArray<string>
@@ -34,6 +45,7 @@ export interface StoreShape {
    * replication), both ops are kept in the log but only the first in the
    * total order (clock, origin, seq) counts: it is the one shown in history
    * and returned here, on every replica, whatever order the ops arrived in.
+   * Durable ops only: an op still being written is not an answer yet.
    */
   readonly opForRequest: (id: string) => Op | undefined
   /** Per origin, the highest seq up to which every op is stored durably (the replication vector). */
@@ -62,7 +74,8 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
   const heads = new Map<string, number>()
   let maxClock = 0
   let opCount = 0
-  // Ops whose batch is still flushing: LMDB reads do not see them yet.
+  // Ops whose batch is still flushing: LMDB reads do not see them yet, and
+  // neither do the indexes below (they change once the batch is durable).
   const inflight = new Set<string>()
   const inflightRequests = new Map<string, Op>()
   // The replication vector: per origin, every seq up to `prefix` is stored;
@@ -92,56 +105,70 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
     if (op.kind === "channel") channels.add(op.channel)
   }
 
-  const apply = (op: Op) =>
+  const applyAll = (ops: ReadonlyArray<Op>) =>
     Effect.suspend(() => {
-      const ref = `${op.origin}\u0000${op.seq}`
-      if (inflight.has(ref) || kv.get(opKey(op.origin, op.seq)) !== undefined) return Effect.succeed("duplicate" as const)
-      inflight.add(ref)
-      const entries: Array<readonly [Key, unknown]> = [[opKey(op.origin, op.seq), op]]
-      // One op per request id counts: the first in the total order.
-      const rival = op.id === undefined ? undefined : winnerOf(op.id)
-      const wins = rival === undefined || compareOps(op, rival) < 0
-      if (op.id !== undefined && wins) {
-        inflightRequests.set(op.id, op)
-        entries.push([["req", op.id], [op.origin, op.seq]])
-        const lost = rival === undefined ? undefined : historyKey(rival)
-        if (lost !== undefined) entries.push([lost, undefined])
+      const outcomes: Array<"applied" | "duplicate"> = []
+      const fresh: Array<Op> = []
+      const refs: Array<string> = []
+      const entries: Array<readonly [Key, unknown]> = []
+      const claimed: Array<string> = []
+      for (const op of ops) {
+        const ref = `${op.origin}\u0000${op.seq}`
+        if (inflight.has(ref) || kv.get(opKey(op.origin, op.seq)) !== undefined) {
+          outcomes.push("duplicate")
+          continue
+        }
+        outcomes.push("applied")
+        inflight.add(ref)
+        refs.push(ref)
+        fresh.push(op)
+        entries.push([opKey(op.origin, op.seq), op])
+        // One op per request id counts: the first in the total order.
+        const rival = op.id === undefined ? undefined : winnerOf(op.id)
+        const wins = rival === undefined || compareOps(op, rival) < 0
+        if (op.id !== undefined && wins) {
+          inflightRequests.set(op.id, op)
+          claimed.push(op.id)
+          entries.push([["req", op.id], [op.origin, op.seq]])
+          const lost = rival === undefined ? undefined : historyKey(rival)
+          if (lost !== undefined) entries.push([lost, undefined])
+        }
+        const shown = wins ? historyKey(op) : undefined
+        if (shown !== undefined) entries.push([shown, postOf(op)])
       }
-      const shown = wins ? historyKey(op) : undefined
-      if (shown !== undefined) entries.push([shown, postOf(op)])
-      // In memory first, so requests handled while the batch is flushing see
-      // it; the client's reply waits for the flush.
-      heads.set(op.origin, Math.max(heads.get(op.origin) ?? 0, op.seq))
-      maxClock = Math.max(maxClock, op.clock)
-      opCount += 1
-      if (op.kind === "user") users.add(op.user)
-      if (op.kind === "channel") channels.add(op.channel)
-      const done = () => {
-        inflight.delete(ref)
-        if (op.id !== undefined && inflightRequests.get(op.id) === op) inflightRequests.delete(op.id)
+      if (fresh.length === 0) return Effect.succeed(outcomes)
+      const settle = () => {
+        for (const ref of refs) inflight.delete(ref)
+        for (const id of claimed) if (fresh.includes(inflightRequests.get(id)!)) inflightRequests.delete(id)
       }
-      let written: Promise<void> | undefined
-      try {
-        written = kv.write(entries)
-      } catch (e) {
-        done()
-        return Effect.fail(new StoreError({ reason: "Io", message: `write failed: ${(e as Error).message}` }))
-      }
-      // The vector counts durable ops only: what it covers, reads (history, catch-up replies) can see.
-      if (written === undefined) {
-        advance(op.origin, op.seq)
-        done()
-        return Effect.succeed("applied" as const)
-      }
-      return Effect.tryPromise({
-        try: () => written,
-        catch: (e) => new StoreError({ reason: "Io", message: `write failed: ${(e as Error).message}` }),
-      }).pipe(Effect.tap(() => Effect.sync(() => advance(op.origin, op.seq))), Effect.as("applied" as const), Effect.ensuring(Effect.sync(done)))
+      return Effect.callback<ReadonlyArray<"applied" | "duplicate">, StoreError>((resume) => {
+        try {
+          kv.write(entries, (error) => {
+            settle()
+            if (error !== undefined) return resume(Effect.fail(new StoreError({ reason: "Io", message: `write failed: ${error.message}`, code: (error as { code?: string }).code })))
+            // Durable now: from here on reads may see it (and it survives a crash).
+            for (const op of fresh) {
+              heads.set(op.origin, Math.max(heads.get(op.origin) ?? 0, op.seq))
+              maxClock = Math.max(maxClock, op.clock)
+              opCount += 1
+              if (op.kind === "user") users.add(op.user)
+              if (op.kind === "channel") channels.add(op.channel)
+              advance(op.origin, op.seq)
+            }
+            resume(Effect.succeed(outcomes))
+          })
+        } catch (e) {
+          settle()
+          resume(Effect.fail(new StoreError({ reason: "Io", message: `write failed: ${(e as Error).message}`, code: (e as { code?: string }).code })))
+        }
+      })
     })
 
-  const winnerOf = (id: string): Op | undefined => {
-    const pending = inflightRequests.get(id)
-    if (pending !== undefined) return pending
+  const apply = (op: Op) => Effect.map(applyAll([op]), (outcomes) => outcomes[0]!)
+
+  /** The winning op for a request id, counting ops still being written (to decide the next one's fate). */
+  const winnerOf = (id: string): Op | undefined => inflightRequests.get(id) ?? durableWinnerOf(id)
+  const durableWinnerOf = (id: string): Op | undefined => {
     const ref = kv.get(["req", id]) as [string, number] | undefined
     return ref === undefined ? undefined : (kv.get(opKey(ref[0], ref[1])) as Op | undefined)
   }
@@ -177,13 +204,14 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
 
   return {
     apply,
+    applyAll,
     hasUser: (n) => users.has(n),
     hasChannel: (n) => channels.has(n),
     users: () => [...users].sort(),
     channels: () => [...channels].sort(),
     lastSeq: (origin) => heads.get(origin) ?? 0,
     maxClock: () => maxClock,
-    opForRequest: winnerOf,
+    opForRequest: durableWinnerOf,
     vector: () => new Map(prefix),
     origins: () => [...heads.keys()],
     opsAfter: (origin, afterSeq, limit) =>
