@@ -1,4 +1,4 @@
-import { Data, Effect, Queue, Random, type Scope } from "effect"
+import { Data, Effect, Queue, Random, Result, type Scope } from "effect"
 import { encode } from "../protocol/codec.ts"
 import { type Publication, decodeIncoming, decodePublication } from "../protocol/messages.ts"
 import { Transport, type TransportError } from "../transport/Transport.ts"
@@ -80,24 +80,34 @@ export const makeClient = (config: ClientConfig): Effect.Effect<BulletinClient, 
         const id = `${session}-${(counter += 1)}`
         const stamp = yield* stamper.stamp
         const frame = encode({ service, data: { ...data, id, timestamp: stamp.timestampMs, clock: stamp.clock } })
+        // Lazy Pirate: a timeout sends the same request (same id) again on a
+        // fresh socket; so does a reply that says a retry may cure it
+        // (`retry: true`: a full disk, a server still missing our writes).
         let attempts = 0
-        const attempt = Effect.suspend(() => {
+        let lastError = ""
+        for (;;) {
           attempts += 1
-          return requester.request(frame, config.requestTimeoutMs)
-        })
-        const replyFrame = yield* attempt.pipe(
-          Effect.retry({ times: config.attemptsMax - 1, while: (e) => e.reason === "Timeout" }),
-          Effect.mapError((e) => new ClientError({ reason: "Unreachable", message: `${service}: ${e.message} (after ${config.attemptsMax} attempts)` })),
-        )
-        const decoded = decodeIncoming(replyFrame)
-        if (!decoded.ok) return yield* Effect.fail(new ClientError({ reason: "Malformed", message: `${service}: unreadable reply: ${decoded.description}` }))
-        stamper.observe(decoded.value.meta.clock)
-        const replyData = decoded.value.data
-        // Our own writes, per origin: history requests carry them (read-your-writes).
-        const cursor = replyData.cursor
-        if (Array.isArray(cursor) && typeof cursor[1] === "string" && typeof cursor[2] === "number" && cursor[2] > (seen[cursor[1]] ?? 0)) seen[cursor[1]] = cursor[2]
-        return { service: decoded.value.service, ok: isOk(replyData), error: errorText(replyData), data: replyData, attempts } satisfies Reply
+          const sent = yield* Effect.result(requester.request(frame, config.requestTimeoutMs))
+          if (Result.isFailure(sent)) {
+            lastError = sent.failure.message
+            if (sent.failure.reason === "Timeout" && attempts < config.attemptsMax) continue
+            return yield* Effect.fail(new ClientError({ reason: "Unreachable", message: `${service}: ${lastError} (after ${attempts} attempt${attempts === 1 ? "" : "s"})` }))
+          }
+          const decoded = decodeIncoming(sent.success)
+          if (!decoded.ok) return yield* Effect.fail(new ClientError({ reason: "Malformed", message: `${service}: unreadable reply: ${decoded.description}` }))
+          stamper.observe(decoded.value.meta.clock)
+          if (decoded.value.data.retry === true && !isOk(decoded.value.data) && attempts < config.attemptsMax) continue
+          return toReply(decoded.value, attempts)
+        }
       })
+
+    const toReply = (incoming: { readonly service: string; readonly data: Record<string, unknown> }, attempts: number): Reply => {
+      const replyData = incoming.data
+      // Our own writes, per origin: history requests carry them (read-your-writes).
+      const cursor = replyData.cursor
+      if (Array.isArray(cursor) && typeof cursor[1] === "string" && typeof cursor[2] === "number" && cursor[2] > (seen[cursor[1]] ?? 0)) seen[cursor[1]] = cursor[2]
+      return { service: incoming.service, ok: isOk(replyData), error: errorText(replyData), data: replyData, attempts } satisfies Reply
+    }
 
     // Publications for this client: on its own name only private messages to
     // it, on a channel only that channel's posts. Anything else is dropped.

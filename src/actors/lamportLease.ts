@@ -1,19 +1,24 @@
 import * as fs from "node:fs"
 import type { LamportClock } from "../machines/lamport.ts"
 
-/**
- * Keeps a server's Lamport clock from going back across a restart. The
- * store only remembers the clocks of stored operations, but the server also
- * ticks for replies, announcements and peer requests; a restarted process
- * that started from the store's maximum could send a value it had already
- * sent, breaking causality (the simulator checks exactly this). So the
- * server leases blocks of clock values: before the clock passes the lease
- * on disk, a new lease `value + blockTicks` is written (temporary file,
- * fsync, rename), and a restart starts above the last lease. One small
- * synchronous write per `blockTicks` ticks.
- */
-export const leaseLamport = (file: string, lamport: LamportClock, blockTicks = 10_000): void => {
-  const write = (lease: number) => {
+/** Where a lease is kept: a file in the data folder, or (in the simulator) a cell of the simulated disk. */
+export interface LeaseStore {
+  /** The last lease written, if any. */
+  readonly load: () => number | undefined
+  /** Durable before it returns. */
+  readonly save: (lease: number) => void
+}
+
+/** A lease in `file`: written whole to a temporary file, fsynced, then renamed. */
+export const fileLease = (file: string): LeaseStore => ({
+  load: () => {
+    if (!fs.existsSync(file)) return undefined
+    const text = fs.readFileSync(file, "utf8").trim()
+    const previous = Number(text)
+    if (!Number.isSafeInteger(previous) || previous < 0 || text === "") throw new Error(`${file}: not a Lamport lease: '${text}'`)
+    return previous
+  },
+  save: (lease) => {
     const tmp = `${file}.tmp`
     const fd = fs.openSync(tmp, "w")
     try {
@@ -23,17 +28,28 @@ export const leaseLamport = (file: string, lamport: LamportClock, blockTicks = 1
       fs.closeSync(fd)
     }
     fs.renameSync(tmp, file)
-  }
-  if (fs.existsSync(file)) {
-    const previous = Number(fs.readFileSync(file, "utf8").trim())
-    if (!Number.isSafeInteger(previous) || previous < 0) throw new Error(`${file}: not a Lamport lease: '${previous}'`)
-    lamport.observe(previous)
-  }
+  },
+})
+
+/**
+ * Keeps a server's Lamport clock from going back across a restart. The
+ * store only remembers the clocks of stored operations, but the server also
+ * ticks for replies, announcements and peer requests; a restarted process
+ * that started from the store's maximum could send a value it had already
+ * sent, breaking causality (the simulator checks exactly this). So the
+ * server leases blocks of clock values: before the clock passes the lease
+ * on disk, a new lease `value + blockTicks` is written, and a restart starts
+ * above the last lease. One small synchronous write per `blockTicks` ticks.
+ */
+export const leaseLamport = (store: LeaseStore | string, lamport: LamportClock, blockTicks = 10_000): void => {
+  const lease_ = typeof store === "string" ? fileLease(store) : store
+  const previous = lease_.load()
+  if (previous !== undefined) lamport.observe(previous)
   let lease = lamport.current + blockTicks
-  write(lease)
+  lease_.save(lease)
   lamport.onAdvance = (value) => {
     if (value < lease) return
     lease = value + blockTicks
-    write(lease)
+    lease_.save(lease)
   }
 }

@@ -62,6 +62,21 @@ export interface ReferenceConfig {
   readonly serversMax: number
   /** Where ranks are kept across restarts (a file `ranks.json` in it); none: in memory only. */
   readonly dataDir: string | undefined
+  /** Where ranks are kept, if not in `dataDir` (the simulator keeps them on its simulated disk). */
+  readonly ranks?: RanksStore
+}
+
+/** Durable storage of the rank table. */
+export interface RanksStore {
+  readonly load: () => RegistrySnapshot | undefined
+  /** Durable before it returns. */
+  readonly save: (snapshot: RegistrySnapshot) => void
+}
+
+/** `ranks.json` in `dir`. */
+export const fileRanks = (dir: string): RanksStore => {
+  fs.mkdirSync(dir, { recursive: true })
+  return { load: () => loadRanks(dir), save: (s) => saveRanks(dir, s) }
 }
 
 export const defaultReferenceConfig: ReferenceConfig = { bind: "tcp://127.0.0.1:5559", serverDeadAfterMs: 3_500, serversMax: 64, dataDir: undefined }
@@ -93,14 +108,12 @@ export const reference = (config: ReferenceConfig) =>
   Effect.gen(function* () {
     const transport = yield* Transport
     const clock = yield* Clock.Clock
-    if (config.dataDir !== undefined) fs.mkdirSync(config.dataDir, { recursive: true })
-    const snapshot = config.dataDir === undefined ? undefined : loadRanks(config.dataDir)
+    const ranks = config.ranks ?? (config.dataDir === undefined ? undefined : fileRanks(config.dataDir))
+    const snapshot = ranks?.load()
     const registry = new Registry({ deadAfterMs: config.serverDeadAfterMs, serversMax: config.serversMax }, snapshot)
     const service = new ReferenceService(registry, {
       now: () => clock.currentTimeMillisUnsafe(),
-      ranksChanged: (s) => {
-        if (config.dataDir !== undefined) saveRanks(config.dataDir, s)
-      },
+      ranksChanged: (s) => ranks?.save(s),
     })
     const replier = yield* transport.replier(config.bind, "bind")
     yield* Effect.logInfo(`reference: serving on ${config.bind}, ${snapshot?.ranks.length ?? 0} ranks known, servers dead after ${config.serverDeadAfterMs} ms`)

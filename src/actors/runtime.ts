@@ -1,6 +1,26 @@
-import { Cause, Clock, Data, Duration, Effect, Exit, Fiber, Schedule } from "effect"
+import { Cause, Clock, Data, Duration, Effect, Exit, Fiber, FiberSet, Schedule, type Scope } from "effect"
 import { LamportClock } from "../machines/lamport.ts"
 import type { Stamp } from "../protocol/messages.ts"
+import type { XClock } from "./coordination.ts"
+
+/**
+ * XState's clock on Effect's Clock: every `after` delay of a hosted machine,
+ * and every retry a node schedules, is a fiber sleeping on the role's Clock
+ * in the role's scope. So whoever gives a role its Clock and scheduler (the
+ * simulator: simulated time) drives the machines' delays too, and closing
+ * the role's scope (a shutdown, or the simulator's crash) cancels every one
+ * still pending. No role calls the global setTimeout.
+ */
+export const xstateClock: Effect.Effect<XClock, never, Scope.Scope> = Effect.map(FiberSet.makeRuntime<never>(), (run) => ({
+  setTimeout: (fn: () => void, ms: number) =>
+    run(
+      Effect.andThen(
+        Effect.sleep(Duration.millis(Math.max(0, ms))),
+        Effect.sync(fn).pipe(Effect.catchDefect((e) => Effect.logError("a machine's timer callback threw", e))),
+      ),
+    ),
+  clearTimeout: (fiber: Fiber.Fiber<unknown, unknown> | undefined) => fiber?.interruptUnsafe(),
+}))
 
 export interface RestartPolicy {
   /** First back-off after a failure; doubles each time. */

@@ -1,8 +1,8 @@
-import { Clock, Duration, Effect, Queue, Random, type Scope, Semaphore } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, FiberSet, Option, Queue, Random, type Scope, Semaphore } from "effect"
 import type { InspectionEvent } from "xstate"
-import { type CoordinationConfig, type CoordinationNet, CoordinationNode, type TraceEvent, defaultCoordinationConfig } from "./coordination.ts"
+import { type CoordinationConfig, type CoordinationNet, CoordinationNode, type TraceEvent, type XClock, defaultCoordinationConfig } from "./coordination.ts"
 import { coordinatorTopic } from "../protocol/coordination.ts"
-import { leaseLamport } from "./lamportLease.ts"
+import { type LeaseStore, leaseLamport } from "./lamportLease.ts"
 import { type ReplicationConfig, ReplicationNode, type ReplicationTrace, defaultReplicationConfig, replicationTopic, storeReads } from "./replication.ts"
 import { serviceOf } from "../protocol/replication.ts"
 import { decode } from "../protocol/codec.ts"
@@ -19,9 +19,9 @@ import {
   publicationOf,
 } from "../protocol/messages.ts"
 import { type Op, type OpInput, postOf } from "../protocol/ops.ts"
-import { Store } from "../store/Store.ts"
+import { Store, StoreError, type StoreShape } from "../store/Store.ts"
 import { type Publisher, type Replier, type Requester, type Subscriber, Transport } from "../transport/Transport.ts"
-import { Stamper, supervised } from "./runtime.ts"
+import { Stamper, supervised, xstateClock } from "./runtime.ts"
 import { Monitor, type MonitorConfig, type MonitorReport, bothObservers, buildReport, defaultMonitorConfig, monitorTopic } from "./monitor.ts"
 
 export interface ServerConfig {
@@ -52,8 +52,27 @@ export interface ServerConfig {
   readonly monitor?: Partial<MonitorConfig>
   /** One more xstate inspection observer per machine, by name (`--inspect`: the Stately inspector). */
   readonly inspect?: (machine: string) => ((e: InspectionEvent) => void) | undefined
-  /** Where the Lamport clock's lease is kept (in the data folder), so a restart never reuses a clock value; none: not kept. */
-  readonly lamportLeaseFile: string | undefined
+  /** Where the Lamport clock's lease is kept (a file in the data folder), so a restart never reuses a clock value; none: not kept. */
+  readonly lamportLease: LeaseStore | undefined
+  /** Watchers of the server's insides (the simulator's checkers, tests); called synchronously, must not throw. */
+  readonly observe?: ServerObserver
+}
+
+/** What a server shows of itself to an observer. */
+export interface ServerView {
+  readonly name: string
+  readonly store: StoreShape
+  readonly replication: ReplicationNode
+  /** Undefined for a server without coordination. */
+  readonly coordination: CoordinationNode | undefined
+  /** Serving client requests (it has caught up once since it started). */
+  readonly serving: () => boolean
+}
+
+export interface ServerObserver {
+  readonly started?: (view: ServerView) => void
+  readonly coordination?: (event: TraceEvent) => void
+  readonly replication?: (event: ReplicationTrace) => void
 }
 
 export interface CoordinationSettings {
@@ -74,14 +93,42 @@ export const defaultServerConfig = (name: string): ServerConfig => ({
   concurrentRequestsMax: 64,
   replicationWaitMs: 500,
   coordination: undefined,
-  lamportLeaseFile: undefined,
+  lamportLease: undefined,
 })
 
 export { replicationTopic }
 
-const pollMs = 10
 const replicationBatchMax = 1_024
-const timers = { setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms), clearTimeout: (t: ReturnType<typeof setTimeout>) => clearTimeout(t) }
+/** Requests waiting on one lane to one peer; past it a new one is answered "no reply" at once. `sync` keeps at most one. */
+const laneQueueMax = (lane: string) => (lane === "sync" ? 1 : 8)
+
+/**
+ * Wakes whoever waits for the store to change (a channel or user to exist,
+ * an origin's position to advance): no polling.
+ */
+class Changes {
+  readonly #waiters = new Set<() => void>()
+  notify(): void {
+    const waiters = [...this.#waiters]
+    this.#waiters.clear()
+    for (const w of waiters) w()
+  }
+  /** Succeeds with true as soon as `known()` holds, with false after `ms` without it. */
+  until(known: () => boolean, ms: number): Effect.Effect<boolean> {
+    if (known()) return Effect.succeed(true)
+    const waiters = this.#waiters
+    const wait = Effect.callback<boolean>((resume) => {
+      const check = () => (known() ? resume(Effect.succeed(true)) : void waiters.add(check))
+      waiters.add(check)
+      return Effect.sync(() => void waiters.delete(check))
+    })
+    return Effect.map(Effect.timeoutOption(wait, Duration.millis(ms)), Option.isSome)
+  }
+}
+
+/** A write that failed because the disk is full (ENOSPC): a condition to report, not a bug. */
+const diskFull = (cause: Cause.Cause<unknown>) =>
+  cause.reasons.some((r) => Cause.isFailReason(r) && r.error instanceof StoreError && r.error.code === "ENOSPC")
 
 /** The server role: client services over the broker, publications and replication over the proxy. */
 export const server = (config: ServerConfig) =>
@@ -89,13 +136,19 @@ export const server = (config: ServerConfig) =>
     const transport = yield* Transport
     const store = yield* Store
     const stamper = new Stamper(store.maxClock())
-    if (config.lamportLeaseFile !== undefined) leaseLamport(config.lamportLeaseFile, stamper.lamport)
+    if (config.lamportLease !== undefined) leaseLamport(config.lamportLease, stamper.lamport)
     yield* Effect.logInfo(`server ${config.name}: ${store.opCount()} ops on disk, next seq ${store.lastSeq(config.name) + 1}, Lamport clock ${stamper.lamport.current}`)
 
     const publisher = yield* transport.publisher(config.proxyFrontend)
     const clock = yield* Clock.Clock
-    const run = Effect.runForkWith(yield* Effect.context<Transport | Scope.Scope>())
+    // Fibers the nodes start (a request, a durable apply, a log line) belong
+    // to this server's scope: a shutdown, or the simulator's crash,
+    // interrupts every one of them, as the end of a process would.
+    const run = yield* FiberSet.makeRuntime<Transport | Scope.Scope>()
+    // Every machine delay and node retry runs on this role's Clock (simulated time in the simulator).
+    const timers = yield* xstateClock
     const net = yield* makeNet(publisher, run)
+    const changes = new Changes()
     const monitor = new Monitor({ ...defaultMonitorConfig, ...config.monitor }, () => Math.floor(stamper.adjust(clock.currentTimeMillisUnsafe())))
     const inspect = (machine: string) => bothObservers(monitor.observe(machine), config.inspect?.(machine))
     let handled = 0
@@ -106,14 +159,26 @@ export const server = (config: ServerConfig) =>
         clock: timers,
         lamport: stamper.lamport,
         now: () => stamper.adjust(clock.currentTimeMillisUnsafe()),
-        elapsedNow: () => clock.currentTimeMillisUnsafe(),
+        elapsedNow: () => Number(clock.monotonicTimeNanosUnsafe() / 1_000_000n),
         store: {
           ...storeReads(store),
+          // One transaction per batch: all of it durable, or none.
           apply: (ops, done) =>
-            void run(Effect.all(ops.map(store.apply), { concurrency: "unbounded", discard: true }).pipe(Effect.match({ onFailure: (e) => done(e), onSuccess: () => done() }))),
+            void run(
+              store.applyAll(ops).pipe(
+                Effect.match({
+                  onFailure: (e) => done(e),
+                  onSuccess: () => {
+                    done()
+                    changes.notify()
+                  },
+                }),
+              ),
+            ),
         },
         inspect,
         trace: (e) => {
+          config.observe?.replication?.(e)
           const line = loggedReplication(config.name, e)
           if (line !== undefined) run(e.kind === "error" ? Effect.logError(line) : Effect.logInfo(line))
         },
@@ -134,20 +199,37 @@ export const server = (config: ServerConfig) =>
       })
     const whenReady = Effect.callback<void>((resume) => replication.whenReady(() => resume(Effect.void)))
 
-    const waitUntil = (known: () => boolean) =>
-      Effect.gen(function* () {
-        const deadline = (yield* Clock.currentTimeMillis) + config.replicationWaitMs
-        while (!known()) {
-          if ((yield* Clock.currentTimeMillis) >= deadline) return false
-          yield* Effect.sleep(Duration.millis(pollMs))
-        }
-        return true
-      })
+    const waitUntil = (known: () => boolean) => changes.until(known, config.replicationWaitMs)
 
     const opStamp = Effect.map(stamper.now, (timestamp) => ({ clock: stamper.lamport.tick(), timestamp }))
 
     const reply = (service: string, data: Record<string, unknown>) => Effect.map(stamper.stamp, (s: Stamp) => encodeEnvelope(service, data, s))
     const fail = (service: string, description: string) => Effect.map(stamper.stamp, (s: Stamp) => errorReply(service, description, s))
+    /** An error a retry may cure (on this server later, or on another): our client tries again. */
+    const transient = (service: string, description: string, extra: Record<string, unknown> = {}) =>
+      reply(service, { status: "erro", description, message: description, retry: true, ...extra })
+
+    /**
+     * Requests being applied, by request id: a retry that arrives while the
+     * first attempt is still being written waits for that attempt and gets
+     * its answer; it is never acknowledged before the op is durable, and
+     * never applied a second time.
+     */
+    const applying = new Map<string, Deferred.Deferred<Op, unknown>>()
+    const once = <E>(id: string | undefined, apply: Effect.Effect<Op | undefined, E>): Effect.Effect<{ readonly op: Op | undefined; readonly joined: boolean }, unknown> =>
+      Effect.gen(function* () {
+        if (id === undefined) return { op: yield* apply, joined: false }
+        const earlier = applying.get(id)
+        if (earlier !== undefined) return { op: yield* Deferred.await(earlier), joined: true }
+        const mine = yield* Deferred.make<Op, unknown>()
+        applying.set(id, mine)
+        return yield* apply.pipe(
+          Effect.tap((op) => Deferred.succeed(mine, op!)),
+          Effect.tapCause((cause) => Deferred.failCause(mine, cause)),
+          Effect.map((op) => ({ op, joined: false })),
+          Effect.ensuring(Effect.sync(() => applying.delete(id))),
+        )
+      })
 
     /**
      * A channel post or private message: applied once per request id, after
@@ -163,15 +245,23 @@ export const server = (config: ServerConfig) =>
       Effect.gen(function* () {
         const earlier = meta.id === undefined ? undefined : store.opForRequest(meta.id)
         if (earlier !== undefined) return yield* reply(service, { status: "OK", cursor: cursorOf(earlier) })
-        if (!(yield* waitUntil(targetKnown))) return yield* fail(service, missing)
-        const op = yield* commit(input(yield* opStamp))
+        const { op } = yield* once(
+          meta.id,
+          Effect.gen(function* () {
+            if (!(yield* waitUntil(targetKnown))) return undefined
+            return yield* commit(input(yield* opStamp))
+          }),
+        )
+        if (op === undefined) return yield* fail(service, missing)
         return yield* reply(service, { status: "OK", cursor: cursorOf(op) })
       })
 
     const handlers: { [S in ClientRequest["service"]]: (req: RequestOf<S>, meta: Meta) => Effect.Effect<Uint8Array, unknown> } = {
       login: (req, meta) =>
         Effect.gen(function* () {
-          if (!store.hasUser(req.user)) yield* commit({ kind: "user", user: req.user, id: meta.id, ...(yield* opStamp) })
+          if (!store.hasUser(req.user) && (meta.id === undefined || store.opForRequest(meta.id) === undefined)) {
+            yield* once(meta.id, Effect.suspend(() => (store.hasUser(req.user) ? Effect.succeed(undefined) : Effect.flatMap(opStamp, (stamp) => commit({ kind: "user", user: req.user, id: meta.id, ...stamp })))))
+          }
           return yield* reply("login", { status: okStatus("login") })
         }),
       users: () => reply("users", { status: "OK", users: store.users() }),
@@ -182,9 +272,9 @@ export const server = (config: ServerConfig) =>
           // on which one the broker picked. `created` says whether this call did.
           const earlier = meta.id === undefined ? undefined : store.opForRequest(meta.id)
           if (earlier !== undefined) return yield* reply("channel", { status: okStatus("channel"), created: true })
-          if (store.hasChannel(req.channel)) return yield* reply("channel", { status: okStatus("channel"), created: false })
-          yield* commit({ kind: "channel", channel: req.channel, id: meta.id, ...(yield* opStamp) })
-          return yield* reply("channel", { status: okStatus("channel"), created: true })
+          if (store.hasChannel(req.channel) && !applying.has(meta.id ?? "")) return yield* reply("channel", { status: okStatus("channel"), created: false })
+          const { op } = yield* once(meta.id, Effect.suspend(() => (store.hasChannel(req.channel) ? Effect.succeed(undefined) : Effect.flatMap(opStamp, (stamp) => commit({ kind: "channel", channel: req.channel, id: meta.id, ...stamp })))))
+          return yield* reply("channel", { status: okStatus("channel"), created: op !== undefined })
         }),
       channels: () => reply("channels", { status: "OK", channels: store.channels() }),
       publish: (req, meta) =>
@@ -199,14 +289,19 @@ export const server = (config: ServerConfig) =>
         Effect.gen(function* () {
           // A server that is catching up (after a restart or a partition) answers once it has.
           yield* whenReady
-          // Read-your-writes: the client's own writes (per origin) must be here; if not, pull now and wait a little.
+          // Read-your-writes: the client's own writes (per origin) must be here;
+          // if not, pull now and wait a little. Still missing: say so (the
+          // client retries, maybe on a server that has them) rather than
+          // answer a history without them.
           if (req.seen !== undefined) {
             const seen = req.seen
             const missing = () => Object.entries(seen).filter(([origin, seq]) => (store.vector().get(origin) ?? 0) < seq).map(([origin]) => origin)
             const lacking = missing()
             if (lacking.length > 0) {
               replication.want(lacking)
-              yield* waitUntil(() => missing().length === 0)
+              if (!(yield* waitUntil(() => missing().length === 0))) {
+                return yield* transient("history", `this server has not received your earlier writes yet (from ${missing().join(", ")}); retry`, { missing: missing() })
+              }
             }
           }
           const page = yield* store.history(req.channel !== undefined ? { ...req, channel: req.channel } : { ...req, user: req.user!, peer: req.peer! })
@@ -223,17 +318,25 @@ export const server = (config: ServerConfig) =>
         const handler = handlers[req.service] as (r: ClientRequest, m: Meta) => Effect.Effect<Uint8Array, unknown>
         return yield* handler(req, decoded.meta).pipe(
           Effect.catchCause((cause) =>
-            Effect.logError(`server ${config.name}: ${req.service} failed`, cause).pipe(Effect.andThen(fail(req.service, "internal error: the request was not applied; retry"))),
+            diskFull(cause)
+              ? Effect.logWarning(`server ${config.name}: ${req.service} not applied: the disk is full`).pipe(
+                  Effect.andThen(transient(req.service, "this server's disk is full: the request was not applied; retry")),
+                )
+              : Effect.logError(`server ${config.name}: ${req.service} failed`, cause).pipe(Effect.andThen(transient(req.service, "internal error: the request was not applied; retry"))),
           ),
         )
       })
 
     // Replication: apply other origins' ops. Idempotent, so duplicates are harmless.
-    // Coordinator announcements arrive on the same subscriber.
-    const subscriber = yield* transport.subscriber(config.proxyBackend, config.coordination === undefined ? [replicationTopic] : [replicationTopic, coordinatorTopic])
+    const subscriber = yield* transport.subscriber(config.proxyBackend, [replicationTopic])
+    // Coordinator announcements on a subscriber of their own: the control
+    // plane never waits behind a burst of replication on the data plane's queue.
+    const announcements = config.coordination === undefined ? undefined : yield* transport.subscriber(config.proxyBackend, [coordinatorTopic])
     yield* awaitSubscription(config, publisher, subscriber, stamper)
     replication.start()
-    const node = config.coordination === undefined ? undefined : yield* hostCoordination(config.name, config.coordination, stamper, net, replication, run, inspect)
+    const node = config.coordination === undefined ? undefined : yield* hostCoordination(config.name, config.coordination, stamper, net, replication, run, timers, inspect, config.observe)
+    let serving = false
+    config.observe?.started?.({ name: config.name, store, replication, coordination: node, serving: () => serving })
 
     // The monitoring channel: one bounded report per interval (dropped at
     // the publisher when nobody subscribes to `monitor`).
@@ -274,21 +377,26 @@ export const server = (config: ServerConfig) =>
           Effect.gen(function* () {
             // Everything that has arrived goes to disk in one batch (one fsync).
             const batch = yield* Queue.takeBetween(subscriber.messages, 1, replicationBatchMax)
-            const frames: Array<Uint8Array> = []
-            for (const { topic, payload } of batch) {
-              if (topic === coordinatorTopic) node?.handleAnnouncement(payload)
-              else frames.push(payload)
-            }
+            const frames = batch.map((p) => p.payload)
             yield* Effect.callback<void>((resume) => replication.handlePublications(frames, () => resume(Effect.void)))
           }),
         ),
       ),
     )
+    if (announcements !== undefined) {
+      yield* Effect.forkScoped(
+        supervised(
+          `server ${config.name} announcements`,
+          Effect.forever(Effect.map(Queue.take(announcements.messages), ({ payload }) => node?.handleAnnouncement(payload))),
+        ),
+      )
+    }
     if (node === undefined) replication.setPeers([])
     // Catch up before taking requests: a restarted server serves nothing it has not yet caught up on.
     yield* whenReady
 
     const replier = yield* transport.replier(config.brokerBackend, "connect")
+    serving = true
     const permits = yield* Semaphore.make(config.concurrentRequestsMax)
     yield* Effect.logInfo(`server ${config.name}: serving requests from ${config.brokerBackend}`)
     return yield* supervised(
@@ -374,29 +482,40 @@ const loggedReplication = (name: string, e: ReplicationTrace): string | undefine
   }
 }
 
-/** Requests (one REQ socket per endpoint and lane, Lazy Pirate timeouts) and publications, as the nodes want them. */
+/**
+ * Requests (one REQ socket per endpoint and lane, Lazy Pirate timeouts) and
+ * publications, as the nodes want them. Each lane queues a bounded number of
+ * requests (`laneQueueMax`): past it a request is answered "no reply" at once,
+ * so a peer that does not answer cannot make a lane grow without end.
+ */
 const makeNet = (publisher: Publisher, run: <A, E>(e: Effect.Effect<A, E, Transport | Scope.Scope>) => unknown) =>
   Effect.gen(function* () {
     const transport = yield* Transport
     const requesters = new Map<string, Requester>()
+    const queued = new Map<string, number>()
     const creating = yield* Semaphore.make(1)
-    const requesterFor = (endpoint: string, lane: string) =>
+    const requesterFor = (key: string, endpoint: string) =>
       creating.withPermits(1)(
         Effect.suspend(() => {
-          const key = `${lane} ${endpoint}`
           const known = requesters.get(key)
           if (known !== undefined) return Effect.succeed(known)
           return Effect.tap(transport.requester(endpoint), (r) => Effect.sync(() => requesters.set(key, r)))
         }),
       )
     const net: CoordinationNet = {
-      request: (to, frame, timeoutMs, lane, done) =>
+      request: (to, frame, timeoutMs, lane, done) => {
+        const key = `${lane} ${to}`
+        const n = queued.get(key) ?? 0
+        if (n >= laneQueueMax(lane)) return void run(Effect.andThen(Effect.yieldNow, Effect.sync(() => done(undefined))))
+        queued.set(key, n + 1)
         void run(
-          requesterFor(to, lane).pipe(
+          requesterFor(key, to).pipe(
             Effect.flatMap((r) => r.request(frame, timeoutMs)),
+            Effect.ensuring(Effect.sync(() => queued.set(key, (queued.get(key) ?? 1) - 1))),
             Effect.match({ onFailure: () => done(undefined), onSuccess: (reply) => done(reply) }),
           ),
-        ),
+        )
+      },
       publish: (topic, frame) => void run(publisher.publish(topic, frame)),
     }
     return net
@@ -414,7 +533,9 @@ const hostCoordination = (
   net: CoordinationNet,
   replication: ReplicationNode,
   run: <A, E>(e: Effect.Effect<A, E, Transport | Scope.Scope>) => unknown,
+  timers: XClock,
   inspect?: (machine: string) => ((e: InspectionEvent) => void) | undefined,
+  observe?: ServerObserver,
 ) =>
   Effect.gen(function* () {
     const transport = yield* Transport
@@ -427,6 +548,7 @@ const hostCoordination = (
         clock: timers,
         lamport: stamper.lamport,
         trace: (e) => {
+          observe?.coordination?.(e)
           if (e.kind === "error") return void run(Effect.logError(`server ${name}: coordination (${e.where}) failed`, e.message))
           const line = logged(name, e)
           if (line !== undefined) run(Effect.logInfo(line))

@@ -5,6 +5,7 @@ import { bot } from "../actors/bot.ts"
 import { defaultClientConfig } from "../actors/client.ts"
 import { broker, proxy } from "../actors/devices.ts"
 import { runMain, withClockSkew } from "../actors/runtime.ts"
+import { fileLease } from "../actors/lamportLease.ts"
 import { defaultReferenceConfig, reference } from "../actors/reference.ts"
 import { type CoordinationSettings, defaultServerConfig, server } from "../actors/server.ts"
 import { layerLmdb } from "../store/Store.ts"
@@ -150,7 +151,7 @@ const main = async (argv: ReadonlyArray<string>) => {
         proxyFrontend: from(endpoint(values.proxy!, Ports.proxyFrontend)),
         proxyBackend: from(endpoint(values.proxy!, Ports.proxyBackend)),
         coordination: values.reference === "none" ? undefined : coordinationOf(values),
-        lamportLeaseFile: join(data, "lamport"),
+        lamportLease: fileLease(join(data, "lamport")),
         inspect: flags.inspect ? await inspectorFor(values["inspect-url"]!, name) : undefined,
       }
       const skew = Number(values["clock-skew"])

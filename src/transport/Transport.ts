@@ -23,6 +23,12 @@ export interface TransportLimits {
   readonly highWaterMarkMessages: number
   /** Requests waiting to be handled by a replier before it stops reading. */
   readonly replierQueueMessages: number
+  /**
+   * Requests waiting for a requester (it carries one at a time); past this
+   * many a new one fails at once (Overloaded) instead of queueing for ever
+   * behind a peer that does not answer.
+   */
+  readonly requestQueueMessages: number
   /** Outgoing messages waiting for a socket's single writer. */
   readonly sendQueueMessages: number
   /** Publications received but not yet consumed; past this the oldest are dropped (and counted). */
@@ -53,6 +59,7 @@ export const defaultTransportLimits: TransportLimits = {
   requestTimeoutMs: 2_000,
   highWaterMarkMessages: 10_000,
   replierQueueMessages: 1_024,
+  requestQueueMessages: 64,
   sendQueueMessages: 4_096,
   subscriberQueueMessages: 10_000,
   publishRetryMs: 1_000,
@@ -94,6 +101,8 @@ export interface Subscriber {
   readonly unsubscribe: (topic: string) => Effect.Effect<void>
   readonly dropped: () => number
 }
+
+export type TransportShape = Transport["Service"]
 
 export class Transport extends Context.Service<
   Transport,

@@ -74,8 +74,12 @@ const requester = (limits: TransportLimits) => (endpoint: string) =>
     }
     yield* Effect.addFinalizer(() => Effect.sync(() => socket?.close()))
     const lock = yield* Semaphore.make(1)
+    let waiting = 0
     const request = (frame: Uint8Array, timeoutMs = limits.requestTimeoutMs) =>
-      lock.withPermits(1)(
+      Effect.suspend(() => {
+        if (waiting >= limits.requestQueueMessages) return Effect.fail(new TransportError({ reason: "Overloaded", message: `request to ${endpoint}: ${waiting} requests already waiting` }))
+        waiting += 1
+        return lock.withPermits(1)(
         Effect.tryPromise({
           try: async () => {
             const s = socket !== undefined && !socket.closed ? socket : fresh()
@@ -91,7 +95,8 @@ const requester = (limits: TransportLimits) => (endpoint: string) =>
             return e.reason === "Timeout" ? new TransportError({ reason: "Timeout", message: `no reply from ${endpoint} within ${timeoutMs} ms` }) : e
           },
         }),
-      )
+        ).pipe(Effect.ensuring(Effect.sync(() => void (waiting -= 1))))
+      })
     return { request } satisfies Requester
   })
 
