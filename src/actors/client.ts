@@ -96,6 +96,13 @@ export const makeClient = (config: ClientConfig): Effect.Effect<BulletinClient, 
           const decoded = decodeIncoming(sent.success)
           if (!decoded.ok) return yield* Effect.fail(new ClientError({ reason: "Malformed", message: `${service}: unreadable reply: ${decoded.description}` }))
           stamper.observe(decoded.value.meta.clock)
+          // The answer to an earlier request of ours (sent again, answered twice): not ours; ask again.
+          const answered = decoded.value.data.id
+          if (typeof answered === "string" && answered !== id) {
+            lastError = `a reply to another request (${answered.slice(0, 64)})`
+            if (attempts < config.attemptsMax) continue
+            return yield* Effect.fail(new ClientError({ reason: "Malformed", message: `${service}: ${lastError} (after ${attempts} attempts)` }))
+          }
           if (decoded.value.data.retry === true && !isOk(decoded.value.data) && attempts < config.attemptsMax) continue
           return toReply(decoded.value, attempts)
         }

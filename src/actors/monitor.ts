@@ -1,5 +1,6 @@
 import type { InspectionEvent } from "xstate"
 import type { CoordinationSnapshot } from "./coordination.ts"
+import { decode } from "../protocol/codec.ts"
 
 /**
  * The monitoring channel (our extension): what a server tells whoever
@@ -51,6 +52,18 @@ export interface MonitorReport {
 }
 
 export const monitorTopic = "monitor"
+
+const isReport = (u: unknown): u is MonitorReport => {
+  const r = u as Partial<MonitorReport> | null
+  return typeof r === "object" && r !== null && typeof r.server === "string" && typeof r.states === "object" && Array.isArray(r.transitions)
+}
+
+/** A report from a publication on topic `monitor`; undefined for anything else (bad msgpack, not a report). */
+export const decodeReport = (payload: Uint8Array): MonitorReport | undefined => {
+  const m = decode(payload)
+  const report = m.ok ? (m.value as { data?: unknown } | null)?.data : undefined
+  return isReport(report) ? report : undefined
+}
 
 export interface MonitorConfig {
   readonly intervalMs: number

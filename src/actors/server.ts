@@ -1,4 +1,4 @@
-import { Cause, Clock, Deferred, Duration, Effect, FiberSet, Option, Queue, Random, type Scope, Semaphore } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, FiberSet, Option, Queue, Random, type Scope, Semaphore } from "effect"
 import type { InspectionEvent } from "xstate"
 import { type CoordinationConfig, type CoordinationNet, CoordinationNode, type TraceEvent, type XClock, defaultCoordinationConfig } from "./coordination.ts"
 import { coordinatorTopic } from "../protocol/coordination.ts"
@@ -14,7 +14,6 @@ import {
   cursorOf,
   decodeRequest,
   encodeEnvelope,
-  errorReply,
   okStatus,
   publicationOf,
 } from "../protocol/messages.ts"
@@ -126,6 +125,9 @@ class Changes {
   }
 }
 
+/** The id of the client request being answered, if it has one. */
+const RequestId = Context.Reference<string | undefined>("bulletin/server/RequestId", { defaultValue: () => undefined })
+
 /** A write that failed because the disk is full (ENOSPC): a condition to report, not a bug. */
 const diskFull = (cause: Cause.Cause<unknown>) =>
   cause.reasons.some((r) => Cause.isFailReason(r) && r.error instanceof StoreError && r.error.code === "ENOSPC")
@@ -203,8 +205,11 @@ export const server = (config: ServerConfig) =>
 
     const opStamp = Effect.map(stamper.now, (timestamp) => ({ clock: stamper.lamport.tick(), timestamp }))
 
-    const reply = (service: string, data: Record<string, unknown>) => Effect.map(stamper.stamp, (s: Stamp) => encodeEnvelope(service, data, s))
-    const fail = (service: string, description: string) => Effect.map(stamper.stamp, (s: Stamp) => errorReply(service, description, s))
+    // Every reply carries the id of the request it answers (our extension):
+    // a client that resent a request can tell a late answer to an earlier one.
+    const reply = (service: string, data: Record<string, unknown>) =>
+      Effect.flatMap(Effect.service(RequestId), (id) => Effect.map(stamper.stamp, (s: Stamp) => encodeEnvelope(service, id === undefined ? data : { ...data, id }, s)))
+    const fail = (service: string, description: string) => reply(service, { status: "erro", description, message: description })
     /** An error a retry may cure (on this server later, or on another): our client tries again. */
     const transient = (service: string, description: string, extra: Record<string, unknown> = {}) =>
       reply(service, { status: "erro", description, message: description, retry: true, ...extra })
@@ -313,7 +318,7 @@ export const server = (config: ServerConfig) =>
       Effect.gen(function* () {
         const decoded = decodeRequest(frame)
         stamper.observe(decoded.meta?.clock)
-        if (!decoded.ok) return yield* fail(decoded.service ?? "error", decoded.description)
+        if (!decoded.ok) return yield* fail(decoded.service ?? "error", decoded.description).pipe(Effect.provideService(RequestId, decoded.meta?.id))
         const req = decoded.value
         const handler = handlers[req.service] as (r: ClientRequest, m: Meta) => Effect.Effect<Uint8Array, unknown>
         return yield* handler(req, decoded.meta).pipe(
@@ -324,6 +329,7 @@ export const server = (config: ServerConfig) =>
                 )
               : Effect.logError(`server ${config.name}: ${req.service} failed`, cause).pipe(Effect.andThen(transient(req.service, "internal error: the request was not applied; retry"))),
           ),
+          Effect.provideService(RequestId, decoded.meta.id),
         )
       })
 

@@ -1,7 +1,5 @@
 import * as zmq from "zeromq"
-import type { MonitorReport } from "../actors/monitor.ts"
-import { monitorTopic } from "../actors/monitor.ts"
-import { decode } from "../protocol/codec.ts"
+import { type MonitorReport, decodeReport, monitorTopic } from "../actors/monitor.ts"
 import { Ports, type Spec, endpoint, int, parse, usage } from "./options.ts"
 
 /**
@@ -15,11 +13,6 @@ const spec: Spec = {
   json: { boolean: true, help: "print each report as a JSON line" },
   count: { default: "0", help: "stop after this many reports (0: never)" },
   seconds: { default: "0", help: "stop after this many seconds (0: never)" },
-}
-
-const isReport = (u: unknown): u is MonitorReport => {
-  const r = u as Partial<MonitorReport> | null
-  return typeof r === "object" && r !== null && typeof r.server === "string" && typeof r.states === "object" && Array.isArray(r.transitions)
 }
 
 /** Terminal-safe: names come from the network. */
@@ -37,9 +30,8 @@ export const monitorSubscriber = (proxy: string) => {
 export async function* monitorReports(sub: zmq.Subscriber): AsyncGenerator<MonitorReport> {
   for await (const [topic, payload] of sub) {
     if (topic?.toString() !== monitorTopic || payload === undefined) continue
-    const m = decode(payload)
-    const report = m.ok ? (m.value as { data?: unknown }).data : undefined
-    if (isReport(report)) yield report
+    const report = decodeReport(payload)
+    if (report !== undefined) yield report
   }
 }
 

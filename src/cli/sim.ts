@@ -15,7 +15,7 @@ const spec: Spec = {
   dashboard: { boolean: true, help: "then serve the dashboard replaying the run (scrub through simulated time)" },
   host: { default: "127.0.0.1", help: "with --dashboard: address to serve the page on" },
   port: { default: "5580", help: "with --dashboard: port of the page" },
-  "monitor-every": { default: "250", help: "with --trace/--dashboard: simulated ms between two reports of a server" },
+  "monitor-every": { default: "1000", help: "simulated ms between two monitoring reports of a server (recorded with --trace/--dashboard; another value makes another run)" },
   inspect: { boolean: true, help: "replay every machine's inspection events to the XState inspector relay, paced by simulated time" },
   speed: { default: "1", help: "with --inspect: simulated seconds per real second" },
   "inspect-url": { env: "INSPECT_URL", default: inspectUrlDefault, help: "WebSocket of the inspector relay" },
@@ -37,6 +37,8 @@ export const runSimCli = async (argv: ReadonlyArray<string>) => {
     let takeover = 0
     let written = 0
     let acknowledged = 0
+    let requests = 0
+    let longestRequestMs = 0
     let catchUpOps = 0
     let catchUpMs = 0
     for (let seed = first; seed < first + count; seed++) {
@@ -47,6 +49,8 @@ export const runSimCli = async (argv: ReadonlyArray<string>) => {
       for (const c of r.stats.coordinatorCrashes) takeover = Math.max(takeover, c.newCoordinatorAfterMs ?? 0)
       written += r.stats.written
       acknowledged += r.stats.acknowledged
+      requests += r.stats.requests
+      longestRequestMs = Math.max(longestRequestMs, r.stats.longestRequestMs)
       for (const c of r.stats.catchUps) {
         catchUpOps = Math.max(catchUpOps, c.ops)
         catchUpMs = Math.max(catchUpMs, c.ms)
@@ -56,7 +60,7 @@ export const runSimCli = async (argv: ReadonlyArray<string>) => {
     console.log(`${count} schedules in ${seconds.toFixed(1)} s: ${(count / seconds).toFixed(1)} schedules/s`)
     console.log(`longest agreement after healing: ${agreement} ms; largest clock spread after sync: ${spread.toFixed(3)} ms`)
     console.log(`longest time to a new coordinator after a coordinator crash (faults still running): ${takeover} ms`)
-    console.log(`client posts: ${written} written, ${acknowledged} acknowledged, every acknowledged one on every replica exactly once${failed.length === 0 ? "" : " (except in the failed seeds)"}`)
+    console.log(`client requests: ${requests} (the longest ${longestRequestMs.toFixed(0)} ms, retries included); writes: ${written} sent, ${acknowledged} acknowledged, every acknowledged one on every replica exactly once${failed.length === 0 ? "" : " (except in the failed seeds)"}`)
     console.log(`largest catch-up: ${catchUpOps} ops; longest: ${catchUpMs.toFixed(0)} ms (simulated)`)
     console.log(failed.length === 0 ? "every property held" : `properties failed for seeds: ${failed.join(" ")} (replay: bulletin sim --seed S)`)
     process.exitCode = failed.length === 0 ? 0 : 1
@@ -72,7 +76,8 @@ export const runSimCli = async (argv: ReadonlyArray<string>) => {
   let unrecorded = 0
   const r = runScenario(scenario, {
     timeline: true,
-    monitorEveryMs: recording ? int(p.values["monitor-every"], "monitor-every", 10) : undefined,
+    monitorEveryMs: int(p.values["monitor-every"], "monitor-every", 10),
+    record: recording,
     inspect: inspector === undefined ? undefined : (_server, _machine, simNow) => (e) => (recorded.length < inspectEventsMax ? recorded.push({ t: simNow(), e }) : (unrecorded += 1)),
   })
   console.log(`scenario: ${scenario.servers} servers; network ${scenario.network.delayMinMs}-${scenario.network.delayMaxMs} ms, drop ${(scenario.network.dropRate * 100).toFixed(1)}%, duplicate ${(scenario.network.duplicateRate * 100).toFixed(1)}%`)

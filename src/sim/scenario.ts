@@ -1,20 +1,30 @@
 import { Prng } from "./prng.ts"
 
 /**
- * One simulated run, as data: the cluster, its network and clocks, and the
- * faults injected during the fault phase. After `faultPhaseMs` the network
- * heals (no partitions, drops or duplicates; delays stay), crashed nodes
- * restart and clock steps stop; the heal phase checks liveness.
+ * One simulated run, as data: the cluster, its network, clocks and disks,
+ * the clients' load, and the faults injected during the fault phase. After
+ * `faultPhaseMs` the network heals (no partitions; delays stay), crashed
+ * nodes restart, disks have room again and clock steps stop; the heal phase
+ * checks liveness, then the checkers read everything back.
  *
- * Node names: the reference is `reference`, the proxy `proxy`, servers are
- * `s1` .. `sN`. Partitions, cuts, crashes and restarts apply to all of them.
+ * Node names: the reference is `reference`, the proxy `proxy`, the broker
+ * `broker`, servers are `s1` .. `sN`. Partitions, cuts, crashes and restarts
+ * apply to all of them; clients (`c1` ..) and bots are never cut off.
  */
 export interface NetworkParams {
   readonly delayMinMs: number
-  /** Delays are uniform in [min, max]: messages overtake each other (reordering). */
+  /** Each message takes a delay uniform in [min, max]; a connection is FIFO, so it never overtakes the one before. */
   readonly delayMaxMs: number
+  /** Harsher than real sockets (0 by default), per message on a connection: lost, sent twice, or allowed to overtake. */
   readonly dropRate: number
   readonly duplicateRate: number
+  readonly reorderRate?: number
+}
+
+export interface DiskParams {
+  /** A transaction's flush (fsync) takes a time uniform in [min, max] ms. */
+  readonly flushMsMin: number
+  readonly flushMsMax: number
 }
 
 export interface ClockParams {
@@ -34,6 +44,10 @@ export type Fault =
   | { readonly at: number; readonly kind: "restart"; readonly node: string }
   /** The node's raw clock jumps by `ms` (either way). */
   | { readonly at: number; readonly kind: "clockStep"; readonly node: string; readonly ms: number }
+  /** The server's disk is full (every write fails with ENOSPC) for `forMs`. */
+  | { readonly at: number; readonly kind: "diskFull"; readonly node: string; readonly forMs: number }
+  /** The server's next write fails with EIO. */
+  | { readonly at: number; readonly kind: "diskError"; readonly node: string }
 
 export interface Scenario {
   /** Seeds the run's own draws (delays, drops, duplicates, start times). */
@@ -47,14 +61,20 @@ export interface Scenario {
   readonly healDelayMinMs: number
   readonly healDelayMaxMs: number
   readonly clocks: ReadonlyArray<ClockParams>
-  /** Client requests handled per second per server (drives the "every 10 messages" rounds). */
+  /** Read requests (users, channels, history) per second, all clients together, during the fault phase. */
   readonly messagesPerSecond: number
   /**
-   * Channel posts per second written by clients during the fault phase, each
-   * with a request id, sent to a random server and retried on another after
-   * a timeout (Lazy Pirate). Absent in older scenarios: 0.
+   * Writes (logins, channels, posts, private messages) per second, all
+   * clients together, during the fault phase. Each is a request of the real
+   * client through the broker, with a request id and Lazy Pirate retries.
    */
   readonly writesPerSecond?: number
+  /** Clients (the real client, each logged in as its own user). Default 2. */
+  readonly clients?: number
+  /** Bots (the real bot, posting at 2 per second). Default 0. */
+  readonly bots?: number
+  /** The servers' disks. Default: flushes of 0.5 to 3 ms. */
+  readonly disk?: DiskParams
   readonly faults: ReadonlyArray<Fault>
 }
 
@@ -62,6 +82,8 @@ export const serverName = (i: number) => `s${i + 1}`
 export const referenceName = "reference"
 /** Publications (coordinator announcements) go through the proxy: it can be cut off or crash too. */
 export const proxyName = "proxy"
+/** Clients' requests go through the broker: it can be cut off or crash too. */
+export const brokerName = "broker"
 
 export const scenarioLimits = {
   serversMax: 7,
@@ -72,6 +94,9 @@ export const scenarioLimits = {
   dropRateMax: 0.3,
   duplicateRateMax: 0.1,
   faultsMax: 12,
+  clientsMax: 4,
+  diskFullMsMax: 5_000,
+  flushMsMax: 30,
 } as const
 
 /** A scenario drawn from a seed alone: what `bulletin sim --seed S` runs. */
@@ -79,13 +104,13 @@ export const generateScenario = (seed: number): Scenario => {
   const r = new Prng(seed)
   const servers = r.int(3, 5)
   const names = Array.from({ length: servers }, (_, i) => serverName(i))
-  const all = [referenceName, proxyName, ...names]
+  const all = [referenceName, proxyName, brokerName, ...names]
   const faultPhaseMs = 20_000
   const faults: Array<Fault> = []
   const faultCount = r.int(0, 8)
   for (let i = 0; i < faultCount; i++) {
     const at = r.int(0, faultPhaseMs - 1)
-    switch (r.int(0, 5)) {
+    switch (r.int(0, 7)) {
       case 0: {
         const shuffled = r.shuffle(all)
         const cut = r.int(1, shuffled.length - 1)
@@ -106,22 +131,37 @@ export const generateScenario = (seed: number): Scenario => {
       case 4:
         faults.push({ at, kind: "restart", node: r.pick(all) })
         break
+      case 5:
+        faults.push(r.chance(0.5) ? { at, kind: "diskFull", node: r.pick(names), forMs: r.int(100, scenarioLimits.diskFullMsMax) } : { at, kind: "diskError", node: r.pick(names) })
+        break
       default:
         faults.push({ at, kind: "clockStep", node: r.pick(names), ms: r.int(-scenarioLimits.clockStepMsMax, scenarioLimits.clockStepMsMax) })
     }
   }
   const delayMinMs = r.int(1, 10)
+  // One run in eight also loses, duplicates and reorders messages on connections (real sockets do not).
+  const harsh = r.chance(1 / 8)
+  const flushMsMin = r.real(0.2, 2)
   return {
     seed: r.nextU32(),
     servers,
     faultPhaseMs,
     healPhaseMs: 60_000,
-    network: { delayMinMs, delayMaxMs: delayMinMs + r.int(0, 40), dropRate: r.real(0, scenarioLimits.dropRateMax), duplicateRate: r.real(0, scenarioLimits.duplicateRateMax) },
+    network: {
+      delayMinMs,
+      delayMaxMs: delayMinMs + r.int(0, 40),
+      dropRate: harsh ? r.real(0, scenarioLimits.dropRateMax) : 0,
+      duplicateRate: harsh ? r.real(0, scenarioLimits.duplicateRateMax) : 0,
+      reorderRate: harsh ? r.real(0, 0.3) : 0,
+    },
     healDelayMinMs: delayMinMs,
     healDelayMaxMs: delayMinMs + r.int(0, 20),
     clocks: names.map(() => ({ skewMs: r.int(-scenarioLimits.skewMsMax, scenarioLimits.skewMsMax), driftPpm: r.int(-scenarioLimits.driftPpmMax, scenarioLimits.driftPpmMax) })),
     messagesPerSecond: r.int(0, 20),
     writesPerSecond: r.int(0, 30),
+    clients: r.int(1, 3),
+    bots: r.int(0, 1),
+    disk: { flushMsMin, flushMsMax: flushMsMin + r.real(0, scenarioLimits.flushMsMax) },
     faults: faults.sort((a, b) => a.at - b.at),
   }
 }
@@ -140,5 +180,9 @@ export const describeFault = (f: Fault): string => {
       return `restart ${f.node}`
     case "clockStep":
       return `step ${f.node}'s clock by ${f.ms} ms`
+    case "diskFull":
+      return `${f.node}'s disk full for ${f.forMs} ms`
+    case "diskError":
+      return `${f.node}'s next write fails (EIO)`
   }
 }

@@ -1,0 +1,266 @@
+import { Duration, Effect } from "effect"
+import { type BulletinClient, type ClientConfig, type Reply, makeClient } from "../actors/client.ts"
+import type { Transport } from "../transport/Transport.ts"
+import type { Prng } from "./prng.ts"
+
+/**
+ * What the simulated clients do: the real client (`makeClient`), through the
+ * simulated broker and proxy, every service with request ids and Lazy
+ * Pirate retries. The sim only decides what to ask and when, and writes down
+ * what was asked and answered, for the checkers (Jepsen's set check,
+ * read-your-writes, no request waiting for ever).
+ */
+export type WriteKind = "user" | "channel" | "post" | "message"
+
+export interface Write {
+  readonly kind: WriteKind
+  readonly client: string
+  /** The user or channel name, or the text of a post or private message (unique per client). */
+  readonly key: string
+  readonly channel?: string
+  readonly src?: string
+  readonly dst?: string
+  readonly startedAt: number
+  endedAt: number | undefined
+  /** true: acknowledged; false: refused with an error; undefined: no answer (it may or may not have been applied). */
+  acked: boolean | undefined
+  cursor: readonly [number, string, number] | undefined
+  /** Sent more than once (a retry may have been applied on two servers). */
+  retried: boolean
+  error: string | undefined
+}
+
+export interface Call {
+  readonly client: string
+  readonly service: string
+  readonly startedAt: number
+  endedAt: number | undefined
+}
+
+/** Everything the clients asked and were told. */
+export class Ledger {
+  readonly writes: Array<Write> = []
+  readonly calls: Array<Call> = []
+  /** Read-your-writes violations seen by clients (a history that lacks one of their acknowledged posts). */
+  readonly violations: Array<string> = []
+  /** history requests a server could not serve with the client's own writes (an error, retried, then given up). */
+  historyRefused = 0
+  historyServed = 0
+  readonly usersAcked = new Set<string>()
+  readonly channelsAcked = new Set<string>()
+  /** Users and channels any client or bot tried to create (a name not here is a phantom). */
+  readonly usersTried = new Set<string>()
+  readonly channelsTried = new Set<string>()
+
+  acked(kind: WriteKind): ReadonlyArray<Write> {
+    return this.writes.filter((w) => w.kind === kind && w.acked === true)
+  }
+}
+
+type Cursor = readonly [number, string, number]
+const compareCursors = (a: Cursor, b: Cursor) => a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0) || a[2] - b[2]
+const cursorOfReply = (r: Reply): Cursor | undefined => {
+  const c = r.data.cursor
+  return Array.isArray(c) && typeof c[0] === "number" && typeof c[1] === "string" && typeof c[2] === "number" ? [c[0], c[1], c[2]] : undefined
+}
+
+export interface PostSeen {
+  readonly text: string
+  readonly clock: number
+  readonly origin: string
+  readonly seq: number
+}
+
+const postsOf = (r: Reply): ReadonlyArray<PostSeen> =>
+  (Array.isArray(r.data.messages) ? (r.data.messages as Array<Record<string, unknown>>) : []).map((m) => ({
+    text: String(m.message),
+    clock: Number(m.clock),
+    origin: String(m.origin),
+    seq: Number(m.seq),
+  }))
+
+export interface WorkloadOptions {
+  readonly name: string
+  readonly config: ClientConfig
+  readonly ledger: Ledger
+  readonly prng: Prng
+  readonly now: () => number
+  /** Simulated time at which the client stops starting requests. */
+  readonly until: number
+  readonly writesPerSecond: number
+  readonly readsPerSecond: number
+  /** Users the other clients are (targets of private messages). */
+  readonly peers: ReadonlyArray<string>
+}
+
+/** One client's session: logs in, then writes and reads at random until `until`. */
+export const clientWorkload = (o: WorkloadOptions): Effect.Effect<void, unknown, Transport> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const client = yield* makeClient(o.config)
+      const { ledger, prng, now } = o
+      const user = o.name
+      let loggedIn = false
+      let n = 0
+      const channels = new Set<string>()
+
+      /** A call, written down: when it started and ended (a call that never ends is a check failure). */
+      const tracked = (service: string, effect: Effect.Effect<Reply, unknown>) =>
+        Effect.suspend(() => {
+          const call: Call = { client: user, service, startedAt: now(), endedAt: undefined }
+          ledger.calls.push(call)
+          return effect.pipe(
+            Effect.result,
+            Effect.tap(() => Effect.sync(() => void (call.endedAt = now()))),
+          )
+        })
+
+      const write = (kind: WriteKind, key: string, fields: Partial<Write>, effect: Effect.Effect<Reply, unknown>) =>
+        Effect.gen(function* () {
+          const w: Write = { kind, client: user, key, startedAt: now(), endedAt: undefined, acked: undefined, cursor: undefined, retried: false, error: undefined, ...fields }
+          ledger.writes.push(w)
+          const result = yield* tracked(kind, effect)
+          w.endedAt = now()
+          if (result._tag === "Failure") {
+            w.retried = true
+            w.error = String((result.failure as { message?: unknown })?.message ?? result.failure)
+            return undefined
+          }
+          const reply = result.success
+          w.retried = reply.attempts > 1
+          w.acked = reply.ok
+          w.error = reply.error
+          w.cursor = cursorOfReply(reply)
+          return reply
+        })
+
+      const login = Effect.gen(function* () {
+        ledger.usersTried.add(user)
+        const r = yield* write("user", user, {}, client.login(user))
+        if (r?.ok === true) {
+          loggedIn = true
+          ledger.usersAcked.add(user)
+        }
+      })
+
+      const createChannel = (name: string) =>
+        Effect.gen(function* () {
+          ledger.channelsTried.add(name)
+          const r = yield* write("channel", name, {}, client.channel(name))
+          if (r?.ok === true) {
+            channels.add(name)
+            ledger.channelsAcked.add(name)
+          }
+        })
+
+      const post = Effect.gen(function* () {
+        const known = [...channels].sort()
+        if (known.length === 0) return yield* createChannel(`ch${prng.int(1, 4)}`)
+        const channel = prng.pick(known)
+        const text = `${user}-p${(n += 1)}`
+        yield* write("post", text, { channel }, client.publish(channel, text))
+      })
+
+      const message = Effect.gen(function* () {
+        const others = o.peers.filter((p) => p !== user && ledger.usersAcked.has(p))
+        if (others.length === 0) return yield* post
+        const dst = prng.pick(others)
+        const text = `${user}-m${(n += 1)}`
+        yield* write("message", text, { src: user, dst }, client.message(dst, text))
+      })
+
+      /** Read-your-writes: every post of ours acknowledged before we asked, and in the page's range, is in the page. */
+      const checkOwn = (what: string, mine: ReadonlyArray<Write>, askedAt: number, reply: Reply) => {
+        const posts = postsOf(reply)
+        const texts = new Set(posts.map((p) => p.text))
+        const first = posts[0]
+        for (const w of mine) {
+          if (w.acked !== true || w.endedAt === undefined || w.endedAt >= askedAt || w.cursor === undefined) continue
+          // A write retried on two servers may show as the other server's op, ordered elsewhere: not conclusive.
+          if (w.retried) continue
+          const inRange = reply.data.more !== true || (first !== undefined && compareCursors(w.cursor, [first.clock, first.origin, first.seq]) >= 0)
+          if (inRange && !texts.has(w.key)) {
+            ledger.violations.push(`${user} at ${askedAt.toFixed(0)} ms: ${what} lacks its own post '${w.key}' acknowledged at ${w.endedAt.toFixed(0)} ms (cursor ${w.cursor.join("/")})`)
+          }
+        }
+      }
+
+      const readChannel = Effect.gen(function* () {
+        const known = [...channels].sort()
+        if (known.length === 0) return
+        const channel = prng.pick(known)
+        const askedAt = now()
+        const result = yield* tracked("history", client.history({ channel, limit: 50 }))
+        if (result._tag === "Failure") return
+        const r = result.success
+        if (!r.ok) {
+          ledger.historyRefused += 1
+          return
+        }
+        ledger.historyServed += 1
+        checkOwn(`history of ${channel}`, ledger.writes.filter((w) => w.client === user && w.kind === "post" && w.channel === channel), askedAt, r)
+      })
+
+      const readConversation = Effect.gen(function* () {
+        const others = o.peers.filter((p) => p !== user)
+        if (others.length === 0) return
+        const peer = prng.pick(others)
+        const askedAt = now()
+        const result = yield* tracked("history", client.history({ user, peer, limit: 50 }))
+        if (result._tag === "Failure") return
+        const r = result.success
+        if (!r.ok) {
+          ledger.historyRefused += 1
+          return
+        }
+        ledger.historyServed += 1
+        checkOwn(`conversation with ${peer}`, ledger.writes.filter((w) => w.client === user && w.kind === "message" && w.dst === peer), askedAt, r)
+      })
+
+      const listChannels = Effect.gen(function* () {
+        const result = yield* tracked("channels", client.channels())
+        if (result._tag === "Success" && Array.isArray(result.success.data.channels)) {
+          for (const c of result.success.data.channels as Array<unknown>) if (typeof c === "string") channels.add(c)
+        }
+      })
+
+      const total = o.writesPerSecond + o.readsPerSecond
+      if (total <= 0) return
+      const writeShare = o.writesPerSecond / total
+      yield* Effect.sleep(Duration.millis(prng.real(0, 1_000 / total)))
+      while (now() < o.until) {
+        if (!loggedIn) yield* login
+        else if (prng.next() < writeShare) {
+          const x = prng.next()
+          if (x < 0.1) yield* createChannel(`ch${prng.int(1, 4)}`)
+          else if (x < 0.15) yield* login
+          else if (x < 0.65) yield* post
+          else yield* message
+        } else {
+          const x = prng.next()
+          if (x < 0.5) yield* readChannel
+          else if (x < 0.65) yield* readConversation
+          else if (x < 0.8) yield* tracked("users", client.users())
+          else yield* listChannels
+        }
+        yield* Effect.sleep(Duration.millis(prng.real(0.5, 1.5) * (1_000 / total)))
+      }
+    }),
+  )
+
+/** Every post of a channel or conversation, paged forward through the broker; undefined if a page could not be read. */
+export const readAll = (client: BulletinClient, query: Record<string, unknown>): Effect.Effect<ReadonlyArray<PostSeen> | undefined> =>
+  Effect.gen(function* () {
+    const out: Array<PostSeen> = []
+    let after: Cursor | number = 0
+    for (let page = 0; page < 1_000; page++) {
+      const result = yield* Effect.result(client.call("history", { ...query, after, limit: 500 }))
+      if (result._tag === "Failure" || !result.success.ok) return undefined
+      const posts = postsOf(result.success)
+      out.push(...posts)
+      const last = posts.at(-1)
+      if (result.success.data.more !== true || last === undefined) return out
+      after = [last.clock, last.origin, last.seq]
+    }
+    return undefined
+  })
