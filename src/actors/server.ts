@@ -5,10 +5,12 @@ import { coordinatorTopic } from "../protocol/coordination.ts"
 import { type LeaseStore, leaseLamport } from "./lamportLease.ts"
 import { type ReplicationConfig, ReplicationNode, type ReplicationTrace, defaultReplicationConfig, replicationTopic, storeReads } from "./replication.ts"
 import { serviceOf } from "../protocol/replication.ts"
-import { decode } from "../protocol/codec.ts"
+import { decode, encode } from "../protocol/codec.ts"
+import { Limits } from "../protocol/limits.ts"
 import {
   type ClientRequest,
   type Meta,
+  type Post,
   type RequestOf,
   type Stamp,
   cursorOf,
@@ -125,12 +127,38 @@ class Changes {
   }
 }
 
+/**
+ * A history page within `historyReplyBytesMax` once encoded: paging forward
+ * keeps its first entries, otherwise (the latest, or before a cursor) its
+ * last ones, the ones nearest where the client asked from; `more` says
+ * whether anything was left out.
+ */
+export const fitPage = (posts: ReadonlyArray<Post>, more: boolean, direction: "forward" | "backward"): { posts: ReadonlyArray<Post>; more: boolean } => {
+  let bytes = 0
+  const n = posts.length
+  for (let i = 0; i < n; i++) {
+    bytes += encode(posts[direction === "forward" ? i : n - 1 - i]!).byteLength
+    if (bytes > Limits.historyReplyBytesMax && i > 0) return { posts: direction === "forward" ? posts.slice(0, i) : posts.slice(n - i), more: true }
+  }
+  return { posts, more }
+}
+
 /** The id of the client request being answered, if it has one. */
 const RequestId = Context.Reference<string | undefined>("bulletin/server/RequestId", { defaultValue: () => undefined })
 
-/** A write that failed because the disk is full (ENOSPC): a condition to report, not a bug. */
-const diskFull = (cause: Cause.Cause<unknown>) =>
-  cause.reasons.some((r) => Cause.isFailReason(r) && r.error instanceof StoreError && r.error.code === "ENOSPC")
+/**
+ * A write the disk refused (full, failing, read-only): a condition to report
+ * to the client and the operator, not a bug. The text the client gets.
+ */
+const diskTrouble = (cause: Cause.Cause<unknown>): string | undefined => {
+  for (const r of cause.reasons) {
+    if (!Cause.isFailReason(r) || !(r.error instanceof StoreError) || r.error.reason !== "Io") continue
+    const code = r.error.code
+    if (code === "ENOSPC" || code === "EDQUOT") return "this server's disk is full: the request was not applied; retry"
+    return `this server cannot write to its disk${code === undefined ? "" : ` (${code})`}: the request was not applied; retry`
+  }
+  return undefined
+}
 
 /** The server role: client services over the broker, publications and replication over the proxy. */
 export const server = (config: ServerConfig) =>
@@ -310,7 +338,8 @@ export const server = (config: ServerConfig) =>
             }
           }
           const page = yield* store.history(req.channel !== undefined ? { ...req, channel: req.channel } : { ...req, user: req.user!, peer: req.peer! })
-          return yield* reply("history", { status: "OK", messages: page.posts, more: page.more })
+          const fitted = fitPage(page.posts, page.more, req.after !== undefined ? "forward" : "backward")
+          return yield* reply("history", { status: "OK", messages: fitted.posts, more: fitted.more })
         }),
     }
 
@@ -322,13 +351,12 @@ export const server = (config: ServerConfig) =>
         const req = decoded.value
         const handler = handlers[req.service] as (r: ClientRequest, m: Meta) => Effect.Effect<Uint8Array, unknown>
         return yield* handler(req, decoded.meta).pipe(
-          Effect.catchCause((cause) =>
-            diskFull(cause)
-              ? Effect.logWarning(`server ${config.name}: ${req.service} not applied: the disk is full`).pipe(
-                  Effect.andThen(transient(req.service, "this server's disk is full: the request was not applied; retry")),
-                )
-              : Effect.logError(`server ${config.name}: ${req.service} failed`, cause).pipe(Effect.andThen(transient(req.service, "internal error: the request was not applied; retry"))),
-          ),
+          Effect.catchCause((cause) => {
+            const disk = diskTrouble(cause)
+            return disk !== undefined
+              ? Effect.logWarning(`server ${config.name}: ${req.service} not applied: ${disk.split(":")[0]}`).pipe(Effect.andThen(transient(req.service, disk)))
+              : Effect.logError(`server ${config.name}: ${req.service} failed`, cause).pipe(Effect.andThen(transient(req.service, "internal error: the request was not applied; retry")))
+          }),
           Effect.provideService(RequestId, decoded.meta.id),
         )
       })

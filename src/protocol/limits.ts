@@ -23,6 +23,11 @@ export const Limits = {
   originsMax: 1_024,
   /** A catch-up reply's ops, encoded: below `frameBytesMax` with room for the envelope. */
   replicateReplyBytesMax: 48 * 1024,
+  /**
+   * A history reply's entries, encoded: below `frameBytesMax` with room for
+   * the envelope (500 long posts would not fit in a frame a client accepts).
+   */
+  historyReplyBytesMax: 60 * 1024,
   historyLimitDefault: 50,
   historyLimitMax: 500,
   /** Lamport clocks beyond this are refused: a hostile peer must not be able to push ours to overflow. */

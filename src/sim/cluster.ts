@@ -136,7 +136,7 @@ const endpoints = {
 }
 
 /** Errors from faults the run injected (a full or failing disk): expected, not bugs. */
-const injected = /ENOSPC|EIO|disk is full/
+const injected = /ENOSPC|EIO|disk is full|cannot write to its disk/
 
 export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimResult => {
   const world = new World()

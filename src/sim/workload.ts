@@ -185,36 +185,33 @@ export const clientWorkload = (o: WorkloadOptions): Effect.Effect<void, unknown,
         }
       }
 
-      const readChannel = Effect.gen(function* () {
+      /** A history read, checked for our own acknowledged writes (`mine`) that the page's range covers. */
+      const readHistory = (what: string, query: Record<string, unknown>, mine: (w: Write) => boolean) =>
+        Effect.gen(function* () {
+          const askedAt = now()
+          const result = yield* tracked("history", client.history({ ...query, limit: 50 }))
+          if (result._tag === "Failure") return
+          const r = result.success
+          if (!r.ok) {
+            ledger.historyRefused += 1
+            return
+          }
+          ledger.historyServed += 1
+          checkOwn(what, ledger.writes.filter((w) => w.client === user && mine(w)), askedAt, r)
+        })
+
+      const readChannel = Effect.suspend(() => {
         const known = [...channels].sort()
-        if (known.length === 0) return
+        if (known.length === 0) return Effect.void
         const channel = prng.pick(known)
-        const askedAt = now()
-        const result = yield* tracked("history", client.history({ channel, limit: 50 }))
-        if (result._tag === "Failure") return
-        const r = result.success
-        if (!r.ok) {
-          ledger.historyRefused += 1
-          return
-        }
-        ledger.historyServed += 1
-        checkOwn(`history of ${channel}`, ledger.writes.filter((w) => w.client === user && w.kind === "post" && w.channel === channel), askedAt, r)
+        return readHistory(`history of ${channel}`, { channel }, (w) => w.kind === "post" && w.channel === channel)
       })
 
-      const readConversation = Effect.gen(function* () {
+      const readConversation = Effect.suspend(() => {
         const others = o.peers.filter((p) => p !== user)
-        if (others.length === 0) return
+        if (others.length === 0) return Effect.void
         const peer = prng.pick(others)
-        const askedAt = now()
-        const result = yield* tracked("history", client.history({ user, peer, limit: 50 }))
-        if (result._tag === "Failure") return
-        const r = result.success
-        if (!r.ok) {
-          ledger.historyRefused += 1
-          return
-        }
-        ledger.historyServed += 1
-        checkOwn(`conversation with ${peer}`, ledger.writes.filter((w) => w.client === user && w.kind === "message" && w.dst === peer), askedAt, r)
+        return readHistory(`conversation with ${peer}`, { user, peer }, (w) => w.kind === "message" && w.dst === peer)
       })
 
       const listChannels = Effect.gen(function* () {

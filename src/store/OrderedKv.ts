@@ -51,8 +51,30 @@ export const compareKeys = (a: Key, b: Key): number => {
   return a.length - b.length
 }
 
+/**
+ * lmdb-js also rejects, with "Commit failed (see commitError for details)",
+ * a promise of its own that nobody can hold (seen on a full disk: every
+ * failed commit). Unhandled, it would end the process, so this listener
+ * swallows exactly those; any other unhandled rejection is thrown again, as
+ * Node does without a listener (the process dies of it, as it should).
+ */
+let lmdbRejectionsGuarded = false
+const guardLmdbRejections = () => {
+  if (lmdbRejectionsGuarded) return
+  lmdbRejectionsGuarded = true
+  process.on("unhandledRejection", (reason) => {
+    const commitError = (reason as { commitError?: PromiseLike<unknown> } | undefined)?.commitError
+    if (reason instanceof Error && reason.message.startsWith("Commit failed") && commitError !== undefined) {
+      Promise.resolve(commitError).catch(() => {})
+      return
+    }
+    throw reason
+  })
+}
+
 /** On disk. LMDB is copy-on-write: a crash leaves the last committed batch, never a torn one. */
 export const openLmdb = (path: string): OrderedKv => {
+  guardLmdbRejections()
   const db: RootDatabase = open({ path, compression: false })
   return {
     get: (key) => db.get(key as Array<KeyPart>),
@@ -75,11 +97,35 @@ export const openLmdb = (path: string): OrderedKv => {
         .then(() => db.flushed)
         .then(
           () => done(),
-          (e: unknown) => done(e instanceof Error ? e : new Error(String(e))),
+          (e: unknown) => commitFailure(e).then(done),
         )
     },
     close: () => db.close(),
   }
+}
+
+const errnoNames: Record<number, string> = { 5: "EIO", 28: "ENOSPC", 122: "EDQUOT", 30: "EROFS" }
+
+/**
+ * lmdb-js rejects a failed commit's puts with "Commit failed (see
+ * commitError for details)" and the cause in a second promise, `commitError`,
+ * which must be awaited too (unawaited, it is an unhandled rejection: the
+ * process dies). The cause comes with a numeric errno: named here.
+ */
+const commitFailure = async (e: unknown): Promise<Error> => {
+  const pending = (e as { commitError?: PromiseLike<unknown> } | undefined)?.commitError
+  let cause: unknown = e
+  if (pending !== undefined && typeof pending.then === "function") {
+    try {
+      await pending
+    } catch (inner) {
+      cause = inner
+    }
+  }
+  const error = cause instanceof Error ? cause : new Error(String(cause))
+  const code = (error as { code?: unknown }).code
+  const name = typeof code === "number" ? errnoNames[code] : typeof code === "string" ? code : undefined
+  return Object.assign(new Error(name === undefined ? error.message : `${name}: ${error.message}`), { code: name })
 }
 
 /** Sorted entries in memory: the durable state of a memory disk. */

@@ -292,6 +292,16 @@ abstract class Sock {
   abstract attach(conn: Conn): void
   abstract detach(conn: Conn): void
   abstract close(): void
+  /** A connection came up, or went away (what a socket type does about it). */
+  opened(_conn: Conn): void {}
+  lost(_conn: Conn): void {}
+  /** Marks the socket closed; false if it already was. */
+  protected shut(): boolean {
+    if (this.closed) return false
+    this.closed = true
+    this.host.sockets.delete(this)
+    return true
+  }
   roomAgain(): void {
     const pipes = [...this.stalled]
     this.stalled.clear()
@@ -378,13 +388,8 @@ abstract class DialSock extends Sock {
     return true
   }
 
-  opened(_conn: Conn): void {}
-  lost(_conn: Conn): void {}
-
   close(): void {
-    if (this.closed) return
-    this.closed = true
-    this.host.sockets.delete(this)
+    if (!this.shut()) return
     if (this.#dialTimer !== undefined) this.net.timers.cancel(this.#dialTimer)
     this.#dialTimer = undefined
     this.held.length = 0
@@ -412,12 +417,8 @@ abstract class ListenSock extends Sock {
   detach(conn: Conn): void {
     if (this.conns.delete(conn)) this.lost(conn)
   }
-  opened(_conn: Conn): void {}
-  lost(_conn: Conn): void {}
   close(): void {
-    if (this.closed) return
-    this.closed = true
-    this.host.sockets.delete(this)
+    if (!this.shut()) return
     if (this.net.listeners.get(this.endpoint) === this) this.net.listeners.delete(this.endpoint)
     for (const c of [...this.conns]) {
       this.conns.delete(c)

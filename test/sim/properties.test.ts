@@ -1,6 +1,7 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { type SimResult, runScenario } from "../../src/sim/cluster.ts"
+import { failures } from "./support.ts"
+import { runScenario } from "../../src/sim/cluster.ts"
 import type { Scenario } from "../../src/sim/scenario.ts"
 import { scenarioArb } from "./arbitraries.ts"
 
@@ -10,11 +11,6 @@ import { scenarioArb } from "./arbitraries.ts"
  * that replays it. (The seeded schedules are in seeded.test.ts: the two files
  * run side by side.)
  */
-const failures = (r: SimResult) =>
-  r.checks
-    .filter((c) => !c.ok)
-    .map((c) => `${c.name}: ${c.detail}`)
-    .join("\n")
 
 const runsInCi = Number(process.env.SIM_RUNS ?? 120)
 

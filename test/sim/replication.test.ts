@@ -1,18 +1,14 @@
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
+import { failures } from "./support.ts"
 import type { Op } from "../../src/protocol/ops.ts"
-import { type SimResult, replicaChecks, runScenario } from "../../src/sim/cluster.ts"
+import { replicaChecks, runScenario } from "../../src/sim/cluster.ts"
 import { type Scenario, generateScenario } from "../../src/sim/scenario.ts"
 import { Ledger, type Write } from "../../src/sim/workload.ts"
 import { openMemory } from "../../src/store/OrderedKv.ts"
 import { makeStore } from "../../src/store/Store.ts"
 
 /** Replication scenarios the generated schedules may not hit often: named, with what they must show. */
-const failures = (r: SimResult) =>
-  r.checks
-    .filter((c) => !c.ok)
-    .map((c) => `${c.name}: ${c.detail}`)
-    .join("\n")
 
 const base = (seed: number): Scenario => ({
   ...generateScenario(seed),
@@ -95,7 +91,7 @@ describe("replication in the simulator (the real servers and clients)", () => {
     const r = runScenario({ ...base(21), faults }, { timeline: true })
     expect(r.ok, failures(r)).toBe(true)
     // Writes of the servers' own ops failed (not just replicated batches, which are pulled again anyway).
-    const ownFailed = r.timeline.filter((l) => /^\s*[\d.]+s  s\d .*(publish|message|login|channel) failed.*EIO/.test(l))
+    const ownFailed = r.timeline.filter((l) => /^\s*[\d.]+s  s\d .*(publish|message|login|channel) not applied: this server cannot write to its disk \(EIO\)/.test(l))
     expect(ownFailed.length, r.timeline.filter((l) => /EIO/.test(l)).join("\n")).toBeGreaterThan(3)
     expect(r.checks.find((c) => /position converged/.test(c.name))?.ok).toBe(true)
   })
@@ -103,7 +99,7 @@ describe("replication in the simulator (the real servers and clients)", () => {
   it("a full disk: the server answers a clear error, keeps serving, and writes again when space returns", () => {
     const r = runScenario({ ...base(22), faults: [{ at: 5_000, kind: "diskFull", node: "s1", forMs: 8_000 }] }, { timeline: true })
     expect(r.ok, failures(r)).toBe(true)
-    const full = r.timeline.filter((l) => /\bs1\b.*WARN .*not applied: the disk is full/.test(l))
+    const full = r.timeline.filter((l) => /\bs1\b.*WARN .*not applied: this server's disk is full/.test(l))
     expect(full.length).toBeGreaterThan(0)
     // Clients were told, retried (retry: true) on another server, and were acknowledged.
     expect(r.stats.acknowledged).toBeGreaterThan(300)

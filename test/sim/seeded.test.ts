@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest"
-import { type SimResult, runScenario } from "../../src/sim/cluster.ts"
+import { failures } from "./support.ts"
+import { runScenario } from "../../src/sim/cluster.ts"
 import { type Scenario, generateScenario } from "../../src/sim/scenario.ts"
 
 /**
@@ -8,11 +9,6 @@ import { type Scenario, generateScenario } from "../../src/sim/scenario.ts"
  * servers, reference, broker, proxy, clients and bots. A failure names the
  * command that replays it.
  */
-const failures = (r: SimResult) =>
-  r.checks
-    .filter((c) => !c.ok)
-    .map((c) => `${c.name}: ${c.detail}`)
-    .join("\n")
 
 const seedsInCi = Number(process.env.SIM_SEEDS ?? 200)
 
