@@ -1,4 +1,4 @@
-import { Data, Effect, Queue, Random, Result, type Scope } from "effect"
+import { Data, Duration, Effect, Queue, Random, Result, type Scope } from "effect"
 import { encode } from "../protocol/codec.ts"
 import { type Publication, decodeIncoming, decodePublication } from "../protocol/messages.ts"
 import { Transport, type TransportError } from "../transport/Transport.ts"
@@ -54,6 +54,12 @@ export interface BulletinClient {
   readonly stamper: Stamper
 }
 
+/** Pages of one list read at most (a server that always says `more` cannot keep us reading). */
+const listPagesMax = 1_000
+
+/** Back-off after a "busy" reply: this many ms times the attempt, plus up to as much again at random. */
+const busyBackoffMs = 100
+
 const notLoggedIn = (service: string) => Effect.succeed<Reply>({ service, ok: false, error: "log in first (login NAME)", data: {}, attempts: 0 })
 
 const isOk = (data: Record<string, unknown>) => data.status === "sucesso" || data.status === "OK" || (data.status === undefined && data.description === undefined)
@@ -103,7 +109,11 @@ export const makeClient = (config: ClientConfig): Effect.Effect<BulletinClient, 
             if (attempts < config.attemptsMax) continue
             return yield* Effect.fail(new ClientError({ reason: "Malformed", message: `${service}: ${lastError} (after ${attempts} attempts)` }))
           }
-          if (decoded.value.data.retry === true && !isOk(decoded.value.data) && attempts < config.attemptsMax) continue
+          if (decoded.value.data.retry === true && !isOk(decoded.value.data) && attempts < config.attemptsMax) {
+            // A busy server: back off (more each time, with jitter) before asking again.
+            if (decoded.value.data.busy === true) yield* Effect.sleep(Duration.millis(busyBackoffMs * attempts + (yield* Random.nextIntBetween(0, busyBackoffMs))))
+            continue
+          }
           return toReply(decoded.value, attempts)
         }
       })
@@ -115,6 +125,25 @@ export const makeClient = (config: ClientConfig): Effect.Effect<BulletinClient, 
       if (Array.isArray(cursor) && typeof cursor[1] === "string" && typeof cursor[2] === "number" && cursor[2] > (seen[cursor[1]] ?? 0)) seen[cursor[1]] = cursor[2]
       return { service: incoming.service, ok: isOk(replyData), error: errorText(replyData), data: replyData, attempts } satisfies Reply
     }
+
+    /**
+     * Every page of `users` or `channels` (our extension: `after`, `more`),
+     * as one reply; a standard server answers everything at once, without `more`.
+     */
+    const listAll = (service: "users" | "channels") =>
+      Effect.gen(function* () {
+        const names: Array<string> = []
+        let attempts = 0
+        for (let page = 0; page < listPagesMax; page++) {
+          const r = yield* call(service, names.length === 0 ? {} : { after: names.at(-1) })
+          attempts += r.attempts
+          const got = r.data[service]
+          if (!r.ok || !Array.isArray(got)) return r
+          names.push(...got.filter((n): n is string => typeof n === "string"))
+          if (r.data.more !== true || got.length === 0) return { ...r, data: { ...r.data, [service]: names, more: false }, attempts }
+        }
+        return yield* Effect.fail(new ClientError({ reason: "Malformed", message: `${service}: more than ${listPagesMax} pages` }))
+      })
 
     // Publications for this client: on its own name only private messages to
     // it, on a channel only that channel's posts. Anything else is dropped.
@@ -148,9 +177,9 @@ export const makeClient = (config: ClientConfig): Effect.Effect<BulletinClient, 
     return {
       call,
       login,
-      users: () => call("users"),
+      users: () => listAll("users"),
       channel: (name) => call("channel", { channel: name }),
-      channels: () => call("channels"),
+      channels: () => listAll("channels"),
       publish: (channel, message) => (user === undefined ? notLoggedIn("publish") : call("publish", { user, channel, message })),
       message: (dst, message) => (user === undefined ? notLoggedIn("message") : call("message", { src: user, dst, message })),
       history: (query) => call("history", Object.keys(seen).length === 0 ? query : { ...query, seen: { ...seen } }),

@@ -46,6 +46,8 @@ export interface MonitorReport {
   readonly lagP99Ms: number | undefined
   /** Client requests handled per second over the last interval. */
   readonly requestsPerSecond: number
+  /** Client requests answered "busy" (past the server's limit) per second over the last interval. */
+  readonly busyPerSecond?: number
   readonly transitions: ReadonlyArray<Transition>
   /** Transitions not reported because there were more than `transitionsMax`. */
   readonly transitionsDropped: number
@@ -152,6 +154,7 @@ export const buildReport = (o: {
   readonly vector: ReadonlyMap<string, number>
   readonly lag: { readonly p50Ms: number; readonly p99Ms: number } | undefined
   readonly requestsPerSecond: number
+  readonly busyPerSecond?: number
 }): MonitorReport => {
   const c = o.coordination
   const { transitions, dropped } = o.monitor.drain()
@@ -170,6 +173,7 @@ export const buildReport = (o: {
     lagP50Ms: o.lag?.p50Ms,
     lagP99Ms: o.lag?.p99Ms,
     requestsPerSecond: Math.round(o.requestsPerSecond * 10) / 10,
+    ...(o.busyPerSecond === undefined || o.busyPerSecond === 0 ? {} : { busyPerSecond: Math.round(o.busyPerSecond * 10) / 10 }),
     transitions,
     transitionsDropped: dropped,
   }

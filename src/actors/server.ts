@@ -14,6 +14,7 @@ import {
   type RequestOf,
   type Stamp,
   cursorOf,
+  decodeEnvelope,
   decodeRequest,
   encodeEnvelope,
   okStatus,
@@ -68,6 +69,8 @@ export interface ServerView {
   readonly coordination: CoordinationNode | undefined
   /** Serving client requests (it has caught up once since it started). */
   readonly serving: () => boolean
+  /** Its Lamport clock now. */
+  readonly lamport: () => number
 }
 
 export interface ServerObserver {
@@ -128,6 +131,34 @@ class Changes {
 }
 
 /**
+ * A page of a sorted list of names (`users`, `channels`): those after
+ * `after`, at most `limit` and `listReplyBytesMax` once encoded; `more` says
+ * whether any are left. A standard client sends neither and gets the first
+ * page (all of them, for any list that fits one reply).
+ */
+export const listPage = <K extends string>(key: K, sorted: ReadonlyArray<string>, req: { readonly limit?: number; readonly after?: string }) => {
+  let lo = 0
+  if (req.after !== undefined) {
+    let hi = sorted.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (sorted[mid]! <= req.after) lo = mid + 1
+      else hi = mid
+    }
+  }
+  const limit = Math.min(req.limit ?? Limits.listLimitDefault, Limits.listLimitMax)
+  const out: Array<string> = []
+  let bytes = 0
+  let i = lo
+  for (; i < sorted.length && out.length < limit; i++) {
+    bytes += encode(sorted[i]!).byteLength
+    if (bytes > Limits.listReplyBytesMax && out.length > 0) break
+    out.push(sorted[i]!)
+  }
+  return { [key]: out, more: i < sorted.length } as { [P in K]: ReadonlyArray<string> } & { more: boolean }
+}
+
+/**
  * A history page within `historyReplyBytesMax` once encoded: paging forward
  * keeps its first entries, otherwise (the latest, or before a cursor) its
  * last ones, the ones nearest where the client asked from; `more` says
@@ -182,6 +213,8 @@ export const server = (config: ServerConfig) =>
     const monitor = new Monitor({ ...defaultMonitorConfig, ...config.monitor }, () => Math.floor(stamper.adjust(clock.currentTimeMillisUnsafe())))
     const inspect = (machine: string) => bothObservers(monitor.observe(machine), config.inspect?.(machine))
     let handled = 0
+    /** Requests answered "busy" since the last monitoring report. */
+    let busy = 0
     const replication = new ReplicationNode(
       { ...defaultReplicationConfig(config.name), ...config.replication },
       {
@@ -242,6 +275,16 @@ export const server = (config: ServerConfig) =>
     const transient = (service: string, description: string, extra: Record<string, unknown> = {}) =>
       reply(service, { status: "erro", description, message: description, retry: true, ...extra })
 
+    /** "Busy": decoded just enough to answer in kind (service, id, clock). */
+    const busyReply = (frame: Uint8Array) =>
+      Effect.suspend(() => {
+        const env = decodeEnvelope(frame)
+        const meta = env.ok ? env.envelope.meta : env.meta
+        stamper.lamport.admit(meta?.clock, Limits.clientClockAheadMax)
+        const service = env.ok ? env.envelope.service.slice(0, Limits.serviceCharsMax) : (env.service ?? "error")
+        return transient(service, `busy: ${config.concurrentRequestsMax} requests in progress on this server; retry`, { busy: true }).pipe(Effect.provideService(RequestId, meta?.id))
+      })
+
     /**
      * Requests being applied, by request id: a retry that arrives while the
      * first attempt is still being written waits for that attempt and gets
@@ -297,7 +340,7 @@ export const server = (config: ServerConfig) =>
           }
           return yield* reply("login", { status: okStatus("login") })
         }),
-      users: () => reply("users", { status: "OK", users: store.users() }),
+      users: (req) => reply("users", { status: "OK", ...listPage("users", store.users(), req) }),
       channel: (req, meta) =>
         Effect.gen(function* () {
           // Idempotent: channels are a grow-only set replicated by union, so two
@@ -309,7 +352,7 @@ export const server = (config: ServerConfig) =>
           const { op } = yield* once(meta.id, Effect.suspend(() => (store.hasChannel(req.channel) ? Effect.succeed(undefined) : Effect.flatMap(opStamp, (stamp) => commit({ kind: "channel", channel: req.channel, id: meta.id, ...stamp })))))
           return yield* reply("channel", { status: okStatus("channel"), created: op !== undefined })
         }),
-      channels: () => reply("channels", { status: "OK", channels: store.channels() }),
+      channels: (req) => reply("channels", { status: "OK", ...listPage("channels", store.channels(), req) }),
       publish: (req, meta) =>
         post("publish", meta, () => store.hasChannel(req.channel), `channel '${req.channel}' does not exist`, (stamp) => ({
           kind: "publish", user: req.user, channel: req.channel, message: req.message, id: meta.id, ...stamp,
@@ -346,8 +389,14 @@ export const server = (config: ServerConfig) =>
     const handle = (frame: Uint8Array) =>
       Effect.gen(function* () {
         const decoded = decodeRequest(frame)
-        stamper.observe(decoded.meta?.clock)
+        const clockOk = stamper.lamport.admit(decoded.meta?.clock, Limits.clientClockAheadMax)
         if (!decoded.ok) return yield* fail(decoded.service ?? "error", decoded.description).pipe(Effect.provideService(RequestId, decoded.meta?.id))
+        if (!clockOk) {
+          const ahead = decoded.meta.clock! - stamper.lamport.current
+          return yield* fail(decoded.value.service, `field 'clock' is ${ahead} ahead of this server's Lamport clock; at most ${Limits.clientClockAheadMax} is accepted`).pipe(
+            Effect.provideService(RequestId, decoded.meta.id),
+          )
+        }
         const req = decoded.value
         const handler = handlers[req.service] as (r: ClientRequest, m: Meta) => Effect.Effect<Uint8Array, unknown>
         return yield* handler(req, decoded.meta).pipe(
@@ -370,7 +419,7 @@ export const server = (config: ServerConfig) =>
     replication.start()
     const node = config.coordination === undefined ? undefined : yield* hostCoordination(config.name, config.coordination, stamper, net, replication, run, timers, inspect, config.observe)
     let serving = false
-    config.observe?.started?.({ name: config.name, store, replication, coordination: node, serving: () => serving })
+    config.observe?.started?.({ name: config.name, store, replication, coordination: node, serving: () => serving, lamport: () => stamper.lamport.current })
 
     // The monitoring channel: one bounded report per interval (dropped at
     // the publisher when nobody subscribes to `monitor`).
@@ -379,7 +428,9 @@ export const server = (config: ServerConfig) =>
       const elapsed = Math.max(1, clock.currentTimeMillisUnsafe() - lastReportAt)
       lastReportAt += elapsed
       const rate = (handled * 1000) / elapsed
+      const busyRate = (busy * 1000) / elapsed
       handled = 0
+      busy = 0
       return buildReport({
         server: config.name,
         at: Math.floor(stamper.adjust(clock.currentTimeMillisUnsafe())),
@@ -390,6 +441,7 @@ export const server = (config: ServerConfig) =>
         vector: store.vector(),
         lag: replication.drainLag(),
         requestsPerSecond: rate,
+        busyPerSecond: busyRate,
       })
     }
     yield* Effect.forkScoped(
@@ -431,26 +483,32 @@ export const server = (config: ServerConfig) =>
 
     const replier = yield* transport.replier(config.brokerBackend, "connect")
     serving = true
-    const permits = yield* Semaphore.make(config.concurrentRequestsMax)
     yield* Effect.logInfo(`server ${config.name}: serving requests from ${config.brokerBackend}`)
+    // Past concurrentRequestsMax a request is answered "busy" at once (the
+    // client backs off and retries with the same id) rather than left to
+    // queue until it times out, unanswered.
+    let inFlight = 0
     return yield* supervised(
       `server ${config.name} requests`,
       Effect.forever(
         Effect.gen(function* () {
           const request = yield* Queue.take(replier.requests)
-          yield* permits.take(1)
+          if (inFlight >= config.concurrentRequestsMax) {
+            busy += 1
+            return yield* Effect.flatMap(busyReply(request.frame), request.reply)
+          }
+          inFlight += 1
           yield* Effect.forkScoped(
             handle(request.frame).pipe(
               Effect.flatMap(request.reply),
               Effect.tap(() => Effect.sync(() => { handled += 1; node?.messageHandled() })),
-              Effect.ensuring(permits.release(1)),
+              Effect.ensuring(Effect.sync(() => void (inFlight -= 1))),
             ),
           )
         }),
       ),
     )
   })
-
 
 /**
  * Subscriptions travel to the proxy asynchronously, so a server that served

@@ -33,6 +33,16 @@ export class LamportClock {
     return next
   }
 
+  /**
+   * A receive from a sender that may not be trusted: adopted only if at most
+   * `aheadMax` ahead of this clock. False (nothing adopted) if it is further.
+   */
+  admit(received: number | undefined, aheadMax: number): boolean {
+    if (received !== undefined && Number.isSafeInteger(received) && received - this.#value > aheadMax) return false
+    this.observe(received)
+    return true
+  }
+
   /** A receive. Returns the new local value. Missing or hostile values are ignored. */
   observe(received: number | undefined): number {
     if (received !== undefined && Number.isSafeInteger(received) && received > this.#value) {

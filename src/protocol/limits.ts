@@ -28,8 +28,20 @@ export const Limits = {
    * the envelope (500 long posts would not fit in a frame a client accepts).
    */
   historyReplyBytesMax: 60 * 1024,
+  /** `users` and `channels` pages (our extension: `limit`, `after`, `more`), by count and by encoded bytes. */
+  listLimitDefault: 1_000,
+  listLimitMax: 5_000,
+  listReplyBytesMax: 60 * 1024,
   historyLimitDefault: 50,
   historyLimitMax: 500,
+  /**
+   * How far ahead of a server's Lamport clock a client's may be. Beyond, the
+   * request is refused and the clock not adopted: one request must not move
+   * every server's clock (the clock is the history's order, and replicated).
+   * A server's clock passes a client's within one request of its own (every
+   * reply carries it), so an honest client is never this far ahead.
+   */
+  clientClockAheadMax: 2 ** 20,
   /** Lamport clocks beyond this are refused: a hostile peer must not be able to push ours to overflow. */
   clockMax: Number.MAX_SAFE_INTEGER / 2,
 } as const

@@ -25,13 +25,16 @@ export const Cursor = Schema.Union([
 export type Cursor = typeof Cursor.Type
 
 const HistoryLimit = Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: Limits.historyLimitMax }))
+const ListLimit = Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: Limits.listLimitMax }))
+/** Our extension: a page of the list, names after `after` (exclusive), at most `limit`; the reply says `more`. */
+const ListPage = Schema.Struct({ limit: Schema.optionalKey(ListLimit), after: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(Limits.nameCodePointsMax * 4))) })
 
 /** The `data` of each client service, without the envelope fields. */
 export const RequestData = {
   login: Schema.Struct({ user: Name }),
-  users: Schema.Struct({}),
+  users: ListPage,
   channel: Schema.Struct({ channel: Name }),
-  channels: Schema.Struct({}),
+  channels: ListPage,
   publish: Schema.Struct({ user: Name, channel: Name, message: Text }),
   message: Schema.Struct({ src: Name, dst: Name, message: Text }),
   /**

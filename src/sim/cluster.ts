@@ -10,6 +10,7 @@ import type { RegistrySnapshot } from "../actors/registry.ts"
 import type { ReplicationConfig } from "../actors/replication.ts"
 import { type ServerView, defaultServerConfig, server } from "../actors/server.ts"
 import { defaultSlewing } from "../machines/slewingClock.ts"
+import { Limits } from "../protocol/limits.ts"
 import { type Post, decodeEnvelope } from "../protocol/messages.ts"
 import { MemoryDisk } from "../store/OrderedKv.ts"
 import { type HistoryPage, Store, type StoreShape, makeStore } from "../store/Store.ts"
@@ -18,7 +19,7 @@ import { Transport } from "../transport/Transport.ts"
 import { Prng } from "./prng.ts"
 import { type Fault, type Scenario, brokerName, describeFault, proxyName, referenceName, serverName } from "./scenario.ts"
 import type { Timer } from "./scheduler.ts"
-import { Ledger, type PostSeen, type Write, clientWorkload, readAll } from "./workload.ts"
+import { Ledger, type PostSeen, type Write, clientWorkload, hostileWorkload, readAll } from "./workload.ts"
 import { type HostClock, type LogLevelName, World, epochMs } from "./world.ts"
 
 /**
@@ -103,7 +104,7 @@ export interface SimResult {
   }
 }
 
-type Kind = "reference" | "broker" | "proxy" | "server" | "client" | "bot" | "checker" | "recorder"
+type Kind = "reference" | "broker" | "proxy" | "server" | "client" | "bot" | "hostile" | "checker" | "recorder"
 
 interface Role {
   readonly name: string
@@ -187,6 +188,8 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   for (const c of clientNames) addRole(c, "client")
   const botNames = Array.from({ length: botCount }, (_, i) => `b${i + 1}`)
   for (const b of botNames) addRole(b, "bot")
+  const hostileNames = Array.from({ length: scenario.hostile ?? 0 }, (_, i) => `x${i + 1}`)
+  for (const h of hostileNames) addRole(h, "hostile")
   const servers = () => [...roles.values()].filter((r) => r.kind === "server")
 
   let ranks: RegistrySnapshot | undefined
@@ -312,6 +315,8 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
       }
       case "bot":
         return Effect.scoped(bot({ ...clientConfig, messagesPerSecond: 2, messagesPerChannel: 5, messagesMax: 0, name: undefined }))
+      case "hostile":
+        return hostileWorkload({ config: clientConfig, prng: new Prng(prng.nextU32()), now: () => sched.now, until: faultEndMs, clockAheadMax: Limits.clientClockAheadMax })
       default:
         return Effect.void
     }
@@ -326,7 +331,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
     const incarnation = r.incarnation
     const host = net.boot(r.name)
     r.host = host
-    if (r.kind !== "client" && r.kind !== "checker" && r.kind !== "recorder") log(r.name, r.kind === "server" ? `started (incarnation ${incarnation})` : "up")
+    if (r.kind !== "client" && r.kind !== "hostile" && r.kind !== "checker" && r.kind !== "recorder") log(r.name, r.kind === "server" ? `started (incarnation ${incarnation})` : "up")
     const effect = (run ?? program(r)).pipe(Effect.provideService(Transport, net.transport(host)))
     r.fiber = world.spawn(effect, {
       clock: world.clock(r.clock),
@@ -340,7 +345,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
           if (!injected.test(why) && r.kind !== "bot") violations.errors.push(`${r.name}: the process exited: ${why}`)
           log(r.name, `EXITED: ${why}`)
         }
-        if (r.kind === "client" || r.kind === "checker" || r.kind === "recorder") return
+        if (r.kind === "client" || r.kind === "hostile" || r.kind === "checker" || r.kind === "recorder") return
         // Its supervisor (bulletin up, compose) starts it again after a pause.
         stop(r)
         sched.after(1_000, () => {
@@ -392,7 +397,9 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
       net.count(`replies to ${req.ok ? req.envelope.service : "undecodable requests"}`)
       const a = req.ok ? req.envelope.meta.clock : undefined
       const b = rep.ok ? rep.envelope.meta.clock : undefined
-      if (a !== undefined && (b === undefined || b <= a)) violations.lamport.push(`${host} replied with clock ${b} to a request with clock ${a}${rep.ok ? "" : ` (${rep.description})`}`)
+      // A clock refused as too far ahead is, by design, not adopted: its reply may be "before" it.
+      const refusedClock = rep.ok && typeof rep.envelope.data.description === "string" && rep.envelope.data.description.includes("ahead of this server's Lamport clock")
+      if (a !== undefined && !refusedClock && (b === undefined || b <= a)) violations.lamport.push(`${host} replied with clock ${b} to a request with clock ${a}${rep.ok ? "" : ` (${rep.description})`}`)
     },
   }
 
@@ -491,6 +498,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   for (const s of servers()) sched.after(prng.int(0, 500), () => start(s))
   for (const k of clientNames) sched.after(prng.int(500, 1_500), () => start(roles.get(k)!))
   for (const b of botNames) sched.after(prng.int(500, 1_500), () => start(roles.get(b)!))
+  for (const h of hostileNames) sched.after(prng.int(500, 1_500), () => start(roles.get(h)!))
   for (const f of scenario.faults) if (f.at < faultEndMs) sched.at(f.at, () => applyFault(f))
   sched.after(sampleEveryMs, sample)
   sched.at(faultEndMs, () => {
@@ -544,6 +552,9 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   const unfinished = ledger.calls.filter((k) => k.endedAt === undefined && sched.now - k.startedAt > requestBoundMs)
   const longest = ledger.calls.reduce((m, k) => Math.max(m, (k.endedAt ?? sched.now) - k.startedAt), 0)
   const highs = net.highs().filter((h) => h.high > h.limit)
+  // Each request may move a clock at most clientClockAheadMax (adopted within the window); far below clockMax.
+  const clockHigh = Math.max(0, ...servers().flatMap((s) => (s.view === undefined ? [] : [s.view.lamport()])))
+  const clockBound = 2 ** 40
   const checks: Array<Check> = [
     {
       name: "one coordinator after healing: the highest-ranked live server, known to all",
@@ -573,6 +584,11 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
       name: "no queue past its limit",
       ok: highs.length === 0,
       detail: highs.length === 0 ? `${net.highs().length} queues watched; fullest ${fullest(net.highs())}` : highs.slice(0, 3).map((h) => `${h.name}: ${h.high} > ${h.limit}`).join("; "),
+    },
+    {
+      name: "Lamport clocks stay far from their limit (no request can poison them)",
+      ok: clockHigh < clockBound,
+      detail: `highest server clock ${clockHigh} (bound ${clockBound}: ${hostileNames.length} hostile client(s))`,
     },
     {
       name: "a client always reads its own acknowledged writes",

@@ -75,6 +75,8 @@ export interface Scenario {
   readonly bots?: number
   /** The servers' disks. Default: flushes of 0.5 to 3 ms. */
   readonly disk?: DiskParams
+  /** Hostile clients during the fault phase (bad clocks, bad frames, bad fields; see workload.ts). Default 0. */
+  readonly hostile?: number
   readonly faults: ReadonlyArray<Fault>
 }
 
@@ -163,6 +165,8 @@ export const generateScenario = (seed: number): Scenario => {
     bots: r.int(0, 1),
     disk: { flushMsMin, flushMsMax: flushMsMin + r.real(0, scenarioLimits.flushMsMax) },
     faults: faults.sort((a, b) => a.at - b.at),
+    // Drawn last, so that the draws before it make the same scenarios as before it existed.
+    hostile: r.chance(1 / 4) ? 1 : 0,
   }
 }
 

@@ -1,6 +1,8 @@
 import { Duration, Effect } from "effect"
 import { type BulletinClient, type ClientConfig, type Reply, makeClient } from "../actors/client.ts"
-import type { Transport } from "../transport/Transport.ts"
+import { encode } from "../protocol/codec.ts"
+import { decodeIncoming } from "../protocol/messages.ts"
+import { Transport } from "../transport/Transport.ts"
 import type { Prng } from "./prng.ts"
 
 /**
@@ -261,3 +263,39 @@ export const readAll = (client: BulletinClient, query: Record<string, unknown>):
     }
     return undefined
   })
+
+/**
+ * A hostile client (the simulator's fault `hostile`): through the broker, at
+ * random, requests no honest client sends — a Lamport clock far ahead, or just
+ * inside the window, undecodable bytes, unknown services, wrong types, names
+ * out of bounds, a `seen` no server can satisfy. Whatever it does, the honest
+ * clients' properties must hold and every server must keep serving.
+ */
+export const hostileWorkload = (o: { readonly config: ClientConfig; readonly prng: Prng; readonly now: () => number; readonly until: number; readonly clockAheadMax: number }) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const transport = yield* (yield* Transport).requester(o.config.broker)
+      const { prng } = o
+      let lastClock = 0
+      const frames: Array<() => Uint8Array> = [
+        () => encode({ service: "channels", data: { clock: lastClock + o.clockAheadMax * (2 + prng.int(0, 1_000)) } }),
+        () => encode({ service: "publish", data: { user: "mallory", channel: "ch1", message: "poison", clock: lastClock + o.clockAheadMax * 1_000_000 } }),
+        () => encode({ service: "users", data: { clock: lastClock + o.clockAheadMax - 1 } }),
+        () => Uint8Array.from({ length: prng.int(1, 64) }, () => prng.int(0, 255)),
+        () => encode({ service: `nope-${prng.int(0, 9)}`, data: {} }),
+        () => encode({ service: "login", data: { user: 42 } }),
+        () => encode({ service: "channel", data: { channel: "x".repeat(prng.int(33, 200)) } }),
+        () => encode({ service: "history", data: { channel: "ch1", seen: { ghost: 1 + prng.int(0, 1_000) } } }),
+        () => encode({ service: "history", data: { channel: "ch1", limit: -5 } }),
+        () => encode([1, 2, 3]),
+      ]
+      while (o.now() < o.until) {
+        const reply = yield* Effect.result(transport.request(prng.pick(frames)(), 1_000))
+        if (reply._tag === "Success") {
+          const m = decodeIncoming(reply.success)
+          if (m.ok && m.value.meta.clock !== undefined) lastClock = Math.max(lastClock, m.value.meta.clock)
+        }
+        yield* Effect.sleep(Duration.millis(prng.real(50, 300)))
+      }
+    }),
+  )

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { fitPage } from "../../src/actors/server.ts"
+import { fitPage, listPage } from "../../src/actors/server.ts"
 import { encode } from "../../src/protocol/codec.ts"
 import { Limits } from "../../src/protocol/limits.ts"
 import type { Post } from "../../src/protocol/messages.ts"
@@ -25,5 +25,28 @@ describe("a history page", () => {
     expect(fitPage(small, false, "backward")).toEqual({ posts: small, more: false })
     const huge = [post(1, 60_000), post(2, 60_000)]
     expect(fitPage(huge, false, "forward").posts).toEqual([huge[0]])
+  })
+})
+
+describe("a page of users or channels", () => {
+  const names = Array.from({ length: 5_000 }, (_, i) => `name-${String(i).padStart(5, "0")}-${"x".repeat(20)}`).sort()
+
+  it("fits listReplyBytesMax, and paging with `after` returns every name once, in order", () => {
+    const seen: Array<string> = []
+    let after: string | undefined
+    for (let page = 0; page < 100; page++) {
+      const p = listPage("channels", names, after === undefined ? {} : { after })
+      expect(encode(p.channels).byteLength).toBeLessThanOrEqual(Limits.listReplyBytesMax + 8)
+      seen.push(...p.channels)
+      if (!p.more) break
+      after = p.channels.at(-1)
+    }
+    expect(seen).toEqual(names)
+  })
+
+  it("honours limit, and gives a short list whole with more: false (what a standard client sees)", () => {
+    expect(listPage("users", names, { limit: 3 })).toEqual({ users: names.slice(0, 3), more: true })
+    expect(listPage("users", ["a", "b"], {})).toEqual({ users: ["a", "b"], more: false })
+    expect(listPage("users", ["a", "b", "c"], { after: "a" })).toEqual({ users: ["b", "c"], more: false })
   })
 })
