@@ -8,6 +8,7 @@ import type { LamportClock } from "../machines/lamport.ts"
 import { SlewingClock, type SlewingClockOptions, defaultSlewing } from "../machines/slewingClock.ts"
 import { type Term, compareTerms, termZero } from "../machines/term.ts"
 import { coordinatorTopic, decodeAnnouncement, decodeList, decodePeerRequest } from "../protocol/coordination.ts"
+import { Limits } from "../protocol/limits.ts"
 import { decodeEnvelope, encodeEnvelope, errorReply } from "../protocol/messages.ts"
 
 /**
@@ -140,7 +141,8 @@ export interface CoordinationSnapshot {
 
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 const isCount = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
-const termOf = (u: unknown): Term | undefined => (isRecord(u) && isCount(u.epoch) && isCount(u.rank) ? { epoch: u.epoch, rank: u.rank } : undefined)
+const termOf = (u: unknown): Term | undefined =>
+  isRecord(u) && isCount(u.epoch) && isCount(u.rank) && u.epoch <= Limits.termEpochMax && u.rank <= Limits.rankMax ? { epoch: u.epoch, rank: u.rank } : undefined
 
 type Machines = {
   readonly rank: number
@@ -276,7 +278,7 @@ export class CoordinationNode {
     this.#request(this.config.reference, "rank", data, "reference", this.config.requestTimeoutMs, (reply) => {
       this.#registering = false
       const rank = reply?.rank
-      if (reply === undefined || reply.failed === true || !isCount(rank) || rank === 0) {
+      if (reply === undefined || reply.failed === true || !isCount(rank) || rank === 0 || rank > Limits.rankMax) {
         this.#later(this.config.registerRetryMs, () => this.#register())
         return
       }

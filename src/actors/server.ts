@@ -177,6 +177,24 @@ export const fitPage = (posts: ReadonlyArray<Post>, more: boolean, direction: "f
 /** The id of the client request being answered, if it has one. */
 const RequestId = Context.Reference<string | undefined>("bulletin/server/RequestId", { defaultValue: () => undefined })
 
+/** Fires once; whoever waits, before or after, goes on. */
+class Once {
+  #fired = false
+  readonly #waiters = new Set<() => void>()
+  fire(): void {
+    if (this.#fired) return
+    this.#fired = true
+    for (const w of this.#waiters) w()
+    this.#waiters.clear()
+  }
+  readonly wait: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    if (this.#fired) return resume(Effect.void)
+    const w = () => resume(Effect.void)
+    this.#waiters.add(w)
+    return Effect.sync(() => void this.#waiters.delete(w))
+  })
+}
+
 /**
  * A write the disk refused (full, failing, read-only): a condition to report
  * to the client and the operator, not a bug. The text the client gets.
@@ -210,6 +228,7 @@ export const server = (config: ServerConfig) =>
     const timers = yield* xstateClock
     const net = yield* makeNet(publisher, run)
     const changes = new Changes()
+    const rankedSignal = new Once()
     const monitor = new Monitor({ ...defaultMonitorConfig, ...config.monitor }, () => Math.floor(stamper.adjust(clock.currentTimeMillisUnsafe())))
     const inspect = (machine: string) => bothObservers(monitor.observe(machine), config.inspect?.(machine))
     let handled = 0
@@ -417,7 +436,16 @@ export const server = (config: ServerConfig) =>
     const announcements = config.coordination === undefined ? undefined : yield* transport.subscriber(config.proxyBackend, [coordinatorTopic])
     yield* awaitSubscription(config, publisher, subscriber, stamper)
     replication.start()
-    const node = config.coordination === undefined ? undefined : yield* hostCoordination(config.name, config.coordination, stamper, net, replication, run, timers, inspect, config.observe)
+    const node =
+      config.coordination === undefined
+        ? undefined
+        : yield* hostCoordination(config.name, config.coordination, stamper, net, replication, run, timers, inspect, {
+            ...config.observe,
+            coordination: (e) => {
+              if (e.kind === "rank") rankedSignal.fire()
+              config.observe?.coordination?.(e)
+            },
+          })
     let serving = false
     config.observe?.started?.({ name: config.name, store, replication, coordination: node, serving: () => serving, lamport: () => stamper.lamport.current })
 
@@ -478,6 +506,15 @@ export const server = (config: ServerConfig) =>
       )
     }
     if (node === undefined) replication.setPeers([])
+    // A server the reference has not ranked is not one of the cluster's: it
+    // takes no client request (it would answer from a store nobody replicates to).
+    if (node !== undefined && node.snapshot().rank === undefined) {
+      const ranked = yield* Effect.map(Effect.timeoutOption(rankedSignal.wait, Duration.millis(2_000)), Option.isSome)
+      if (!ranked) {
+        yield* Effect.logWarning(`server ${config.name}: no rank from the reference yet; not serving clients until it gives one`)
+        yield* rankedSignal.wait
+      }
+    }
     // Catch up before taking requests: a restarted server serves nothing it has not yet caught up on.
     yield* whenReady
 

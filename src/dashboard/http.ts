@@ -53,6 +53,9 @@ export const serveDashboard = (o: DashboardOptions) =>
     // The page's files, read once: the same for every request.
     const files = new Map(Object.keys(types).map((f) => [f, readFileSync(assets + f)]))
     const handle = async (req: IncomingMessage, res: ServerResponse) => {
+      // DNS rebinding: a page from elsewhere whose name now resolves to us sends its own Host. Bound to a
+      // specific address, we answer only our own names; bound to every interface, any (the operator chose to).
+      if (!hostAllowed(req.headers.host)) return json(res, 421, { error: `this dashboard answers only for ${[...allowedHosts].join(", ")}` })
       const url = new URL(req.url ?? "/", "http://dashboard")
       const path = url.pathname
       if (req.method === "GET" && (path === "/" || path === "/app.js" || path === "/style.css")) {
@@ -101,6 +104,9 @@ export const serveDashboard = (o: DashboardOptions) =>
       }
       return json(res, 404, { error: `no such page: ${req.method} ${path}` })
     }
+    const allowedHosts = new Set<string>()
+    const anyHost = o.host === "0.0.0.0" || o.host === "::" || o.host === ""
+    const hostAllowed = (host: string | undefined) => anyHost || (host !== undefined && allowedHosts.has(host.toLowerCase()))
     const server = createServer((req, res) => {
       handle(req, res).catch((e: unknown) => {
         if (!res.headersSent) json(res, 500, { error: String((e as Error).message ?? e) })
@@ -111,6 +117,7 @@ export const serveDashboard = (o: DashboardOptions) =>
     server.listen(o.port, o.host, () => {
       const a = server.address() as AddressInfo
       const host = a.address.includes(":") ? `[${a.address}]` : a.address
+      for (const name of [host, o.host, "localhost", ...(a.address === "127.0.0.1" || a.address === "::1" ? ["127.0.0.1", "[::1]"] : [])]) allowedHosts.add(`${name.toLowerCase()}:${a.port}`)
       resolve({
         url: `http://${host}:${a.port}/`,
         close: () =>

@@ -21,9 +21,16 @@ export interface HubLimits {
   readonly notesMax: number
   readonly clientsMax: number
   readonly clientBufferMaxBytes: number
+  /** The backlog a page gets when it opens: the latest reports that fit. */
+  readonly backlogMaxBytes: number
 }
 
-export const defaultHubLimits: HubLimits = { reportsMax: 3_000, notesMax: 200, clientsMax: 32, clientBufferMaxBytes: 4 << 20 }
+/**
+ * At most clientsMax pages, each buffering at most backlogMaxBytes +
+ * clientBufferMaxBytes: the dashboard's memory for pages stays under 64 MiB
+ * however many open (300 pages once grew `bulletin up` to 942 MB).
+ */
+export const defaultHubLimits: HubLimits = { reportsMax: 3_000, notesMax: 200, clientsMax: 32, clientBufferMaxBytes: 1 << 20, backlogMaxBytes: 1 << 20 }
 
 const frame = (event: string, data: unknown) => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
 
@@ -60,10 +67,22 @@ export class DashboardHub {
     if (this.#clients.size >= this.limits.clientsMax) return false
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive", "x-accel-buffering": "no" })
     res.write(`retry: 1000\n\n`)
-    res.write(frame("backlog", { reports: this.#reports, notes: this.#notes, roles: this.#roles ?? null }))
+    res.write(frame("backlog", { reports: this.#latest(), notes: this.#notes, roles: this.#roles ?? null }))
     this.#clients.add(res)
     res.on("close", () => this.#clients.delete(res))
     return true
+  }
+
+  /** The latest reports whose JSON fits backlogMaxBytes. */
+  #latest(): ReadonlyArray<MonitorReport> {
+    let bytes = 0
+    let i = this.#reports.length
+    while (i > 0) {
+      bytes += JSON.stringify(this.#reports[i - 1]).length + 1
+      if (bytes > this.limits.backlogMaxBytes) break
+      i -= 1
+    }
+    return this.#reports.slice(i)
   }
 
   close(): void {

@@ -24,7 +24,8 @@ const Addr = Schema.String.check(Schema.isMaxLength(256), Schema.isPattern(/^tcp
  * the rank is part of it (the ballot-number trick): partitions can each elect
  * a coordinator, but never with equal terms, so a stale one is recognised.
  */
-export const Term = Schema.Struct({ epoch: Count, rank: Count })
+const Rank = Count.check(Schema.isLessThanOrEqualTo(Limits.rankMax))
+export const Term = Schema.Struct({ epoch: Count.check(Schema.isLessThanOrEqualTo(Limits.termEpochMax)), rank: Rank })
 export type Term = typeof Term.Type
 
 export const ReferenceRequestData = {
@@ -34,11 +35,11 @@ export const ReferenceRequestData = {
 } as const
 
 export const PeerRequestData = {
-  election: Schema.Struct({ from: Schema.optionalKey(Name), rank: Schema.optionalKey(Count), term: Schema.optionalKey(Term) }),
+  election: Schema.Struct({ from: Schema.optionalKey(Name), rank: Schema.optionalKey(Rank), term: Schema.optionalKey(Term) }),
   clock: Schema.Struct({}),
   /** Berkeley offset delivery: add `offsetMs` (signed) to your clock, by slewing. */
   clockAdjust: Schema.Struct({
-    offsetMs: Schema.Finite.check(Schema.isBetween({ minimum: -86_400_000, maximum: 86_400_000 })),
+    offsetMs: Schema.Finite.check(Schema.isBetween({ minimum: -Limits.clockAdjustMsMax, maximum: Limits.clockAdjustMsMax })),
     term: Schema.optionalKey(Term),
     /** The Berkeley round: a duplicated delivery of the same round's offset is applied once. */
     round: Schema.optionalKey(Count),
@@ -50,7 +51,7 @@ export const PeerRequestData = {
   sync: Schema.Struct({ from: Schema.optionalKey(Name) }),
 } as const
 
-export const Announcement = Schema.Struct({ coordinator: Name, rank: Schema.optionalKey(Count), term: Schema.optionalKey(Term) })
+export const Announcement = Schema.Struct({ coordinator: Name, rank: Schema.optionalKey(Rank), term: Schema.optionalKey(Term) })
 export type Announcement = typeof Announcement.Type
 
 export const coordinatorTopic = "servers"
@@ -84,7 +85,7 @@ export const decodeReferenceRequest = decodeWith(ReferenceRequestData as unknown
 export const decodePeerRequest = decodeWith(PeerRequestData as unknown as Record<string, Schema.Codec<unknown>>) as (frame: Uint8Array) => DecodedRequest<PeerRequest>
 
 /** Replies as the coordination layer reads them: any map, fields checked where used. */
-export const ListEntry = Schema.Struct({ name: Name, rank: Count, addr: Schema.optionalKey(Schema.String) })
+export const ListEntry = Schema.Struct({ name: Name, rank: Rank, addr: Schema.optionalKey(Schema.String) })
 export type ListEntry = typeof ListEntry.Type
 
 export const decodeAnnouncement = (data: unknown): Announcement | undefined => {

@@ -42,6 +42,20 @@ export const Limits = {
    * reply carries it), so an honest client is never this far ahead.
    */
   clientClockAheadMax: 2 ** 20,
+  /**
+   * Election terms' epochs past this are refused: far beyond any real count
+   * of elections, and 2^53 - 2^50 claims below the point where epoch + 1
+   * would stop counting (a term of 2^53 - 1 once gave three coordinators).
+   */
+  termEpochMax: 2 ** 50,
+  /** Ranks past this are refused (the reference hands out at most 64). */
+  rankMax: 1_024,
+  /**
+   * A Berkeley correction larger than this is refused: clocks are kept within
+   * milliseconds of each other, and one forged clockAdjust once moved a
+   * coordinator's clock by a day.
+   */
+  clockAdjustMsMax: 600_000,
   /** Lamport clocks beyond this are refused: a hostile peer must not be able to push ours to overflow. */
   clockMax: Number.MAX_SAFE_INTEGER / 2,
 } as const

@@ -203,4 +203,25 @@ describe("the coordination node", () => {
     expect(errors[0]).toMatchObject({ where: "request rank to tcp://ref:5559", message: "socket exploded" })
     expect(typeof h.ask("clock").data.time).toBe("number")
   })
+
+  it("refuses terms, ranks and clock corrections outside the protocol's bounds (issue 13)", () => {
+    const h = harness()
+    h.node.start()
+    h.serveReference()
+    h.sched.runUntil(100, 10_000)
+    // A term of 2^53 - 1 once gave three coordinators (epoch + 1 stops counting there).
+    for (const data of [{ from: "a", rank: 1, term: { epoch: Number.MAX_SAFE_INTEGER, rank: 1 } }, { from: "a", rank: 5_000 }, { from: "a", rank: 1, term: { epoch: 2 ** 51, rank: 1 } }]) {
+      const r = h.ask("election", data)
+      expect(r.data.status).toBe("erro")
+    }
+    // One forged clockAdjust once moved a coordinator's clock by a day.
+    const day = h.ask("clockAdjust", { offsetMs: 86_400_000, round: 1, from: "c" })
+    expect(day.data.status).toBe("erro")
+    expect(String(day.data.description)).toMatch(/offsetMs/)
+    expect(h.node.clock.offsetMs).toBe(0)
+    // An announcement with an impossible term is ignored: nobody follows it.
+    h.node.handleAnnouncement(encodeEnvelope("election", { coordinator: "mallory", rank: 3, term: { epoch: 2 ** 52, rank: 3 } }, { clock: 9, timestampMs: epoch }))
+    expect(h.node.coordinator?.name).not.toBe("mallory")
+    expect(h.node.snapshot().term.epoch).toBeLessThanOrEqual(2 ** 50)
+  })
 })

@@ -77,3 +77,48 @@ describe("dashboard web server", () => {
     }
   })
 })
+
+describe("dashboard limits (issue 13)", () => {
+  it("answers only requests for its own host name (no DNS rebinding)", async () => {
+    const served = await serveDashboard({ host: "127.0.0.1", port: 0, hub: new DashboardHub(), control: () => "ok" })
+    try {
+      const port = new URL(served.url).port
+      const { request } = await import("node:http")
+      const ask = (hostHeader: string) =>
+        new Promise<number>((done, fail) => {
+          const r = request({ host: "127.0.0.1", port, path: "/api/info", headers: { host: hostHeader } }, (res) => {
+            res.resume()
+            done(res.statusCode!)
+          })
+          r.on("error", fail)
+          r.end()
+        })
+      expect(await ask(`127.0.0.1:${port}`)).toBe(200)
+      expect(await ask(`localhost:${port}`)).toBe(200)
+      expect(await ask(`evil.example:${port}`)).toBe(421)
+      expect(await ask(`127.0.0.1.nip.io:${port}`)).toBe(421)
+    } finally {
+      await served.close()
+    }
+  })
+
+  it("gives a page a backlog of at most backlogMaxBytes, the latest reports", async () => {
+    const hub = new DashboardHub({ backlogMaxBytes: 10_000 })
+    for (let i = 0; i < 3_000; i++) hub.report(report(`s${i % 3}`, i))
+    const served = await serveDashboard({ host: "127.0.0.1", port: 0, hub })
+    try {
+      const res = await fetch(`${served.url}api/events`)
+      const reader = res.body!.getReader()
+      let text = ""
+      while (!(text.includes("event: backlog") && text.endsWith("\n\n"))) text += new TextDecoder().decode((await reader.read()).value)
+      const data = /event: backlog\ndata: (.*)\n/.exec(text)![1]!
+      expect(data.length).toBeLessThan(12_000)
+      const backlog = JSON.parse(data) as { reports: Array<MonitorReport> }
+      expect(backlog.reports.at(-1)!.at).toBe(2_999)
+      expect(backlog.reports.length).toBeGreaterThan(10)
+      await reader.cancel()
+    } finally {
+      await served.close()
+    }
+  })
+})
