@@ -22,7 +22,8 @@ const toWire = (v: unknown): unknown => {
   if (Array.isArray(v)) return v.map(toWire)
   if (v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
     const out: Record<string, unknown> = {}
-    for (const [k, x] of Object.entries(v)) out[k] = toWire(x)
+    // defineProperty: an own key named "__proto__" (a decoded map may have one) stays a key, not a prototype.
+    for (const [k, x] of Object.entries(v)) Object.defineProperty(out, k, { value: toWire(x), enumerable: true, writable: true, configurable: true })
     return out
   }
   return v
