@@ -18,9 +18,10 @@ WORKDIR /app
 COPY --from=build --chown=root:root /app /app
 # Servers keep their data under /data (one folder per server name); the
 # reference keeps its ranks there too. Owned by the unprivileged `node` user.
-RUN mkdir -p /data && chown node:node /data
+# The cluster's key lives in /keys (the compose `keys` service writes it there).
+RUN mkdir -p /data /keys && chown node:node /data /keys && chmod 700 /keys
 USER node
-VOLUME ["/data"]
+VOLUME ["/data", "/keys"]
 EXPOSE 5555 5556 5557 5558 5559 5560
 # Every role shuts down cleanly on SIGTERM (sockets closed, store flushed).
 STOPSIGNAL SIGTERM

@@ -7,7 +7,7 @@ npx tsc --noEmit
 if [ $# -gt 0 ]; then
   exec npx vitest run "$@"
 fi
-# The simulator's property runs first, on their own (both cores: 320
+# The simulator's property runs first, on their own (both cores: 300
 # schedules in about a minute), then everything else.
 npx vitest run test/sim
 npx vitest run --exclude 'test/sim/**'

@@ -115,7 +115,7 @@ export const reference = (config: ReferenceConfig) =>
       now: () => clock.currentTimeMillisUnsafe(),
       ranksChanged: (s) => ranks?.save(s),
     })
-    const replier = yield* transport.replier(config.bind, "bind")
+    const replier = yield* transport.replier(config.bind, "bind", { cluster: true })
     yield* Effect.logInfo(`reference: serving on ${config.bind}, ${snapshot?.ranks.length ?? 0} ranks known, servers dead after ${config.serverDeadAfterMs} ms`)
     let live = ""
     return yield* supervised(

@@ -218,7 +218,7 @@ export const server = (config: ServerConfig) =>
     if (config.lamportLease !== undefined) leaseLamport(config.lamportLease, stamper.lamport)
     yield* Effect.logInfo(`server ${config.name}: ${store.opCount()} ops on disk, next seq ${store.lastSeq(config.name) + 1}, Lamport clock ${stamper.lamport.current}`)
 
-    const publisher = yield* transport.publisher(config.proxyFrontend)
+    const publisher = yield* transport.publisher(config.proxyFrontend, { cluster: true })
     const clock = yield* Clock.Clock
     // Fibers the nodes start (a request, a durable apply, a log line) belong
     // to this server's scope: a shutdown, or the simulator's crash,
@@ -518,7 +518,7 @@ export const server = (config: ServerConfig) =>
     // Catch up before taking requests: a restarted server serves nothing it has not yet caught up on.
     yield* whenReady
 
-    const replier = yield* transport.replier(config.brokerBackend, "connect")
+    const replier = yield* transport.replier(config.brokerBackend, "connect", { cluster: true })
     serving = true
     yield* Effect.logInfo(`server ${config.name}: serving requests from ${config.brokerBackend}`)
     // Past concurrentRequestsMax a request is answered "busy" at once (the
@@ -628,7 +628,7 @@ const makeNet = (publisher: Publisher, run: <A, E>(e: Effect.Effect<A, E, Transp
         Effect.suspend(() => {
           const known = requesters.get(key)
           if (known !== undefined) return Effect.succeed(known)
-          return Effect.tap(transport.requester(endpoint), (r) => Effect.sync(() => requesters.set(key, r)))
+          return Effect.tap(transport.requester(endpoint, { cluster: true }), (r) => Effect.sync(() => requesters.set(key, r)))
         }),
       )
     const net: CoordinationNet = {
@@ -689,7 +689,7 @@ const hostCoordination = (
       },
     )
     stamper.adjust = (raw) => node.adjusted(raw)
-    const peers: Replier = yield* transport.replier(settings.peerBind, "bind")
+    const peers: Replier = yield* transport.replier(settings.peerBind, "bind", { cluster: true })
     const answer = (frame: Uint8Array) => (serviceOf(frame) === "replicate" ? replication.handlePeerRequest(frame) : node.handlePeerRequest(frame))
     yield* Effect.forkScoped(
       supervised(

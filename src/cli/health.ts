@@ -2,6 +2,7 @@ import { connect } from "node:net"
 import * as zmq from "zeromq"
 import { decode } from "../protocol/codec.ts"
 import { encodeEnvelope } from "../protocol/messages.ts"
+import { type ClusterKey, securityFrom } from "../transport/keys.ts"
 import { Ports, type Spec, endpoint, parse, usage } from "./options.ts"
 
 /**
@@ -13,6 +14,8 @@ import { Ports, type Spec, endpoint, parse, usage } from "./options.ts"
 const spec: Spec = {
   host: { env: "HEALTH_HOST", default: "127.0.0.1", help: "address the role listens on, seen from inside its container" },
   timeout: { default: "2000", help: "milliseconds to wait for an answer" },
+  key: { env: "BULLETIN_KEY_FILE", help: "the cluster's key file, to probe the reference and peer ports (or BULLETIN_CLUSTER_KEY)" },
+  open: { boolean: true, env: "BULLETIN_OPEN", help: "the cluster runs in open mode" },
 }
 
 const tcpOpen = (host: string, port: number, timeoutMs: number) =>
@@ -33,8 +36,10 @@ const tcpOpen = (host: string, port: number, timeoutMs: number) =>
     })
   })
 
-const answers = async (at: string, service: string, timeoutMs: number) => {
-  const req = new zmq.Request({ linger: 0, receiveTimeout: timeoutMs, sendTimeout: timeoutMs })
+const answers = async (at: string, service: string, timeoutMs: number, key: ClusterKey | undefined) => {
+  // Reference and peer ports are cluster links: with the cluster's key, the probe presents it.
+  const curve = key === undefined ? {} : { curveServerKey: key.publicKey, curvePublicKey: key.publicKey, curveSecretKey: key.secretKey }
+  const req = new zmq.Request({ linger: 0, receiveTimeout: timeoutMs, sendTimeout: timeoutMs, ...curve })
   req.connect(at)
   try {
     // The healthcheck is a client like any other: it stamps Lamport clock 1 and no physical time worth syncing.
@@ -56,6 +61,11 @@ export const runHealth = async (argv: ReadonlyArray<string>) => {
   }
   const host = p.values.host!
   const timeoutMs = Number(p.values.timeout)
+  // The role's own key (same flags and variables as the role), if it runs with one.
+  const key = () => {
+    const sec = p.flags.open ? undefined : p.values.key !== undefined || process.env.BULLETIN_CLUSTER_KEY ? securityFrom({ open: false, keyFile: p.values.key, env: process.env }) : undefined
+    return sec?.mode === "curve" ? sec.key : undefined
+  }
   switch (role) {
     case "broker":
       await Promise.all([tcpOpen(host, Ports.brokerFrontend, timeoutMs), tcpOpen(host, Ports.brokerBackend, timeoutMs)])
@@ -64,10 +74,10 @@ export const runHealth = async (argv: ReadonlyArray<string>) => {
       await Promise.all([tcpOpen(host, Ports.proxyFrontend, timeoutMs), tcpOpen(host, Ports.proxyBackend, timeoutMs)])
       break
     case "reference":
-      await answers(endpoint(host, Ports.reference), "list", timeoutMs)
+      await answers(endpoint(host, Ports.reference), "list", timeoutMs, key())
       break
     case "server":
-      await answers(endpoint(host, Ports.peer), "ping", timeoutMs)
+      await answers(endpoint(host, Ports.peer), "ping", timeoutMs, key())
       break
     case "bot":
     case "client":

@@ -10,6 +10,7 @@ import { defaultReferenceConfig, reference } from "../actors/reference.ts"
 import { type CoordinationSettings, defaultServerConfig, server } from "../actors/server.ts"
 import { layerLmdb } from "../store/Store.ts"
 import { layerZmq } from "../transport/zmq.ts"
+import { formatKey, generateKey, securityFrom, writeKeyFile } from "../transport/keys.ts"
 import { claimDataDir } from "./datadir.ts"
 import { Ports, type Spec, endpoint, inspectUrlDefault, int, parse, usage } from "./options.ts"
 
@@ -18,11 +19,18 @@ const common: Spec = {
   proxy: { env: "PROXY_ADDR", default: "127.0.0.1", help: "proxy host (publishers use port 5557, subscribers 5558)" },
 }
 
+/** Every cluster role: its key (CURVE on every link between cluster roles), or open mode. */
+const security: Spec = {
+  key: { env: "BULLETIN_KEY_FILE", help: "the cluster's key file (`bulletin keygen --out FILE`); or put '<public> <secret>' in BULLETIN_CLUSTER_KEY" },
+  open: { boolean: true, env: "BULLETIN_OPEN", help: "open mode: no key, no authentication between cluster roles (to join standard servers of other implementations); logs a warning" },
+}
+
 const specs = {
-  broker: { host: { env: "BIND_HOST", default: "127.0.0.1", help: "address to bind 5555 and 5556 on (0.0.0.0 in containers)" } },
-  proxy: { host: { env: "BIND_HOST", default: "127.0.0.1", help: "address to bind 5557 and 5558 on (0.0.0.0 in containers)" } },
+  broker: { ...security, host: { env: "BIND_HOST", default: "127.0.0.1", help: "address to bind 5555 and 5556 on (0.0.0.0 in containers)" } },
+  proxy: { ...security, host: { env: "BIND_HOST", default: "127.0.0.1", help: "address to bind 5557 and 5558 on (0.0.0.0 in containers)" } },
   server: {
     ...common,
+    ...security,
     name: { env: "SERVER_NAME", help: "unique server name (default: the host name, $HOSTNAME in a container)" },
     data: { env: "DATA_DIR", help: "this server's own data folder (default DATA_ROOT/NAME)" },
     "data-root": { env: "DATA_ROOT", default: "data", help: "folder holding one data folder per server name (compose: a volume shared by replicas, a folder each)" },
@@ -35,6 +43,7 @@ const specs = {
     "inspect-url": { env: "INSPECT_URL", default: inspectUrlDefault, help: "WebSocket of the inspector relay" },
   },
   reference: {
+    ...security,
     host: { env: "BIND_HOST", default: "127.0.0.1", help: "address to bind 5559 on (0.0.0.0 in containers)" },
     data: { env: "DATA_DIR", help: "folder to keep ranks in across restarts (default: memory only)" },
     "dead-after": { env: "SERVER_DEAD_AFTER_MS", default: "3500", help: "drop a server from the list after this long without a heartbeat (ms)" },
@@ -64,11 +73,17 @@ Commands:
   dashboard the same in a web page: live state charts, clocks, lag, elections
   inspector relay for the hosted XState inspector (roles started with --inspect)
   health    exit 0 if a role answers (the containers' healthcheck)
+  keygen    make a cluster key (every cluster role needs it: CURVE between them)
   bot       a bot that posts to random channels forever
   bench     benchmarks against raw ZeroMQ on this machine
 `
 
-const zmq = layerZmq()
+/** The Transport of a cluster role: CURVE with the cluster's key, or (said loudly) open. */
+const clusterTransport = (role: string, p: { readonly values: Record<string, string | undefined>; readonly flags: Record<string, boolean> }) => {
+  const sec = securityFrom({ open: p.flags.open === true, keyFile: p.values.key, env: process.env })
+  if (sec.mode === "open") console.warn(`${role}: OPEN MODE: links between cluster roles are neither authenticated nor encrypted; anyone who reaches them can join, forge and read (use a cluster key: bulletin keygen)`)
+  return layerZmq(undefined, sec)
+}
 
 const inspectorFor = async (url: string, name: string) => {
   const { statelyInspector } = await import("./inspect.ts")
@@ -96,22 +111,38 @@ const main = async (argv: ReadonlyArray<string>) => {
   }
   switch (command) {
     case "broker": {
-      const { values } = show(specs.broker, "the request broker")
-      return runMain(broker({ frontend: endpoint(values.host!, Ports.brokerFrontend), backend: endpoint(values.host!, Ports.brokerBackend) }).pipe(Effect.provide(zmq)))
+      const p = show(specs.broker, "the request broker")
+      const { values } = p
+      return runMain(broker({ frontend: endpoint(values.host!, Ports.brokerFrontend), backend: endpoint(values.host!, Ports.brokerBackend) }).pipe(Effect.provide(clusterTransport("broker", p))))
     }
     case "proxy": {
-      const { values } = show(specs.proxy, "the publication proxy")
-      return runMain(proxy({ frontend: endpoint(values.host!, Ports.proxyFrontend), backend: endpoint(values.host!, Ports.proxyBackend) }).pipe(Effect.provide(zmq)))
+      const p = show(specs.proxy, "the publication proxy")
+      const { values } = p
+      return runMain(proxy({ frontend: endpoint(values.host!, Ports.proxyFrontend), backend: endpoint(values.host!, Ports.proxyBackend) }).pipe(Effect.provide(clusterTransport("proxy", p))))
+    }
+    case "keygen": {
+      const { values, flags } = show(
+        {
+          out: { env: "BULLETIN_KEY_FILE", help: "write the key to this file (readable by its owner only) instead of printing it" },
+          "if-missing": { boolean: true, help: "with --out: keep the file if it exists already (compose's one-shot key service)" },
+        },
+        "make a cluster key: every cluster role needs it (CURVE on every link between them)",
+      )
+      if (values.out === undefined) return void process.stdout.write(formatKey(generateKey()))
+      const { created } = writeKeyFile(values.out, flags["if-missing"] === true)
+      console.log(created ? `keygen: a new cluster key in ${values.out}` : `keygen: ${values.out} exists; kept`)
+      return
     }
     case "reference": {
-      const { values } = show(specs.reference, "the reference service")
+      const p = show(specs.reference, "the reference service")
+      const { values } = p
       const config = {
         ...defaultReferenceConfig,
         bind: endpoint(values.host!, Ports.reference),
         dataDir: values.data,
         serverDeadAfterMs: int(values["dead-after"], "dead-after", 1),
       }
-      return runMain(Effect.scoped(reference(config)).pipe(Effect.provide(zmq)))
+      return runMain(Effect.scoped(reference(config)).pipe(Effect.provide(clusterTransport("reference", p))))
     }
     case "monitor": {
       const { runMonitor } = await import("./monitor.ts")
@@ -137,8 +168,10 @@ const main = async (argv: ReadonlyArray<string>) => {
       return runSimCli(args)
     }
     case "server": {
-      const { values, flags } = show(specs.server, "a server")
+      const p = show(specs.server, "a server")
+      const { values, flags } = p
       const name = values.name ?? process.env.HOSTNAME ?? hostname()
+      const transport = clusterTransport(`server ${name}`, p)
       const data = values.data ?? join(values["data-root"]!, name)
       claimDataDir(data, name)
       // Connections leave from the server's own address (ZeroMQ's
@@ -156,7 +189,7 @@ const main = async (argv: ReadonlyArray<string>) => {
       }
       const skew = Number(values["clock-skew"])
       if (!Number.isFinite(skew) || Math.abs(skew) > 86_400_000) throw new Error(`--clock-skew must be milliseconds within a day (±86400000), got '${values["clock-skew"]}'`)
-      return runMain(withClockSkew(skew, Effect.scoped(server(config))).pipe(Effect.provide(Layer.mergeAll(zmq, layerLmdb(data)))))
+      return runMain(withClockSkew(skew, Effect.scoped(server(config))).pipe(Effect.provide(Layer.mergeAll(transport, layerLmdb(data)))))
     }
     case "bot": {
       const { values } = show(specs.bot, "a bot")
@@ -169,7 +202,7 @@ const main = async (argv: ReadonlyArray<string>) => {
         messagesMax: int(values.max, "max"),
         name: values.name,
       }
-      return runMain(Effect.scoped(bot(config)).pipe(Effect.provide(zmq)))
+      return runMain(Effect.scoped(bot(config)).pipe(Effect.provide(layerZmq())))
     }
     case "client": {
       const { runClientCli } = await import("./client.ts")

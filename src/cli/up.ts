@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process"
+import { mkdirSync } from "node:fs"
+import { writeKeyFile } from "../transport/keys.ts"
 import { resolve } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
@@ -16,6 +18,7 @@ const spec: Spec = {
   "inspect-port": { env: "INSPECT_PORT", default: "8080", help: "port of the inspector relay" },
   "dashboard-port": { env: "DASHBOARD_PORT", default: "5580", help: "port of the web dashboard (with stop/restart/partition buttons); 'none': no dashboard" },
   "dashboard-host": { env: "DASHBOARD_HOST", default: "127.0.0.1", help: "address the dashboard is served on (keep it on loopback: its buttons kill processes)" },
+  open: { boolean: true, env: "BULLETIN_OPEN", help: "open mode: no cluster key, no authentication between the roles (warned about in every role's log)" },
 }
 
 export interface RoleSpec {
@@ -239,6 +242,16 @@ export const runUp = async (argv: ReadonlyArray<string>) => {
     inspectUrl: relay?.ws,
   })
   console.log(`bulletin up: ${roles.map((r) => r.name).join(", ")}; data in ${resolve(p.values.data!)}`)
+  // Every link between the roles is authenticated with the cluster's key: made on the first start, kept in the data folder.
+  if (p.flags.open) process.env.BULLETIN_OPEN = "1"
+  else {
+    mkdirSync(p.values.data!, { recursive: true })
+    const keyFile = resolve(p.values.data!, "cluster.key")
+    const { created } = writeKeyFile(keyFile, true)
+    process.env.BULLETIN_KEY_FILE = keyFile
+    delete process.env.BULLETIN_CLUSTER_KEY
+    console.log(`bulletin up: cluster links authenticated with ${created ? "a new key" : "the key"} in ${keyFile}`)
+  }
   console.log(`connect a client with: npx bulletin client --broker ${p.values.host} --proxy ${p.values.host}   (Ctrl-C stops everything)`)
   const dashboardPort = p.values["dashboard-port"] === "none" ? undefined : int(p.values["dashboard-port"], "dashboard-port")
   let dashboard: Awaited<ReturnType<typeof startLiveDashboard>> | undefined

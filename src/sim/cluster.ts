@@ -19,7 +19,7 @@ import { Transport } from "../transport/Transport.ts"
 import { Prng } from "./prng.ts"
 import { type Fault, type Scenario, brokerName, describeFault, proxyName, referenceName, serverName } from "./scenario.ts"
 import type { Timer } from "./scheduler.ts"
-import { Ledger, type PostSeen, type Write, clientWorkload, hostileWorkload, readAll } from "./workload.ts"
+import { Ledger, type PostSeen, type Write, clientWorkload, hostileWorkload, intruderWorkload, readAll } from "./workload.ts"
 import { type HostClock, type LogLevelName, World, epochMs } from "./world.ts"
 
 /**
@@ -104,7 +104,7 @@ export interface SimResult {
   }
 }
 
-type Kind = "reference" | "broker" | "proxy" | "server" | "client" | "bot" | "hostile" | "checker" | "recorder"
+type Kind = "reference" | "broker" | "proxy" | "server" | "client" | "bot" | "hostile" | "intruder" | "checker" | "recorder"
 
 interface Role {
   readonly name: string
@@ -162,10 +162,13 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   }
 
   const link = (n: Scenario["network"]) => ({ delayMinMs: n.delayMinMs, delayMaxMs: n.delayMaxMs, dropRate: n.dropRate, duplicateRate: n.duplicateRate, reorderRate: n.reorderRate ?? 0 })
+  // The cluster's key: every cluster role holds it, nobody else (scenario.open: none at all).
+  const clusterKey = scenario.open === true ? undefined : "cluster-key"
   const net = new SimNetwork({
     timers: { now: () => sched.now, after: (ms, fn) => sched.after(ms, fn), cancel: (t) => sched.cancel(t as Timer) },
     random: () => prng.next(),
     params: link(scenario.network),
+    ...(clusterKey === undefined ? {} : { clusterKey }),
   })
 
   // --- roles ----------------------------------------------------------------------------
@@ -190,6 +193,8 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   for (const b of botNames) addRole(b, "bot")
   const hostileNames = Array.from({ length: scenario.hostile ?? 0 }, (_, i) => `x${i + 1}`)
   for (const h of hostileNames) addRole(h, "hostile")
+  const intruderNames = Array.from({ length: scenario.intruders ?? 0 }, (_, i) => `mallory${i + 1}`)
+  for (const m of intruderNames) addRole(m, "intruder")
   const servers = () => [...roles.values()].filter((r) => r.kind === "server")
 
   let ranks: RegistrySnapshot | undefined
@@ -315,6 +320,17 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
       }
       case "bot":
         return Effect.scoped(bot({ ...clientConfig, messagesPerSecond: 2, messagesPerChannel: 5, messagesMax: 0, name: undefined }))
+      case "intruder":
+        return intruderWorkload({
+          prng: new Prng(prng.nextU32()),
+          now: () => sched.now,
+          until: faultEndMs,
+          reference: endpoints.reference,
+          peers: names.map(endpoints.peer),
+          brokerBack: endpoints.brokerBack,
+          proxyFront: endpoints.proxyFront,
+          victim: "u1",
+        })
       case "hostile":
         return hostileWorkload({ config: clientConfig, prng: new Prng(prng.nextU32()), now: () => sched.now, until: faultEndMs, clockAheadMax: Limits.clientClockAheadMax })
       default:
@@ -329,9 +345,11 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
     r.lastStamp = Number.NEGATIVE_INFINITY
     r.view = undefined
     const incarnation = r.incarnation
-    const host = net.boot(r.name)
+    // Only the cluster's roles hold its key.
+    const member = r.kind === "reference" || r.kind === "broker" || r.kind === "proxy" || r.kind === "server"
+    const host = net.boot(r.name, member ? clusterKey : undefined)
     r.host = host
-    if (r.kind !== "client" && r.kind !== "hostile" && r.kind !== "checker" && r.kind !== "recorder") log(r.name, r.kind === "server" ? `started (incarnation ${incarnation})` : "up")
+    if (r.kind !== "client" && r.kind !== "hostile" && r.kind !== "intruder" && r.kind !== "checker" && r.kind !== "recorder") log(r.name, r.kind === "server" ? `started (incarnation ${incarnation})` : "up")
     const effect = (run ?? program(r)).pipe(Effect.provideService(Transport, net.transport(host)))
     r.fiber = world.spawn(effect, {
       clock: world.clock(r.clock),
@@ -345,7 +363,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
           if (!injected.test(why) && r.kind !== "bot") violations.errors.push(`${r.name}: the process exited: ${why}`)
           log(r.name, `EXITED: ${why}`)
         }
-        if (r.kind === "client" || r.kind === "hostile" || r.kind === "checker" || r.kind === "recorder") return
+        if (r.kind === "client" || r.kind === "hostile" || r.kind === "intruder" || r.kind === "checker" || r.kind === "recorder") return
         // Its supervisor (bulletin up, compose) starts it again after a pause.
         stop(r)
         sched.after(1_000, () => {
@@ -499,6 +517,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   for (const k of clientNames) sched.after(prng.int(500, 1_500), () => start(roles.get(k)!))
   for (const b of botNames) sched.after(prng.int(500, 1_500), () => start(roles.get(b)!))
   for (const h of hostileNames) sched.after(prng.int(500, 1_500), () => start(roles.get(h)!))
+  for (const m of intruderNames) sched.after(prng.int(500, 1_500), () => start(roles.get(m)!))
   for (const f of scenario.faults) if (f.at < faultEndMs) sched.at(f.at, () => applyFault(f))
   sched.after(sampleEveryMs, sample)
   sched.at(faultEndMs, () => {
@@ -555,6 +574,8 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   // Each request may move a clock at most clientClockAheadMax (adopted within the window); far below clockMax.
   const clockHigh = Math.max(0, ...servers().flatMap((s) => (s.view === undefined ? [] : [s.view.lamport()])))
   const clockBound = 2 ** 40
+  const intrudersRanked = (ranks?.ranks ?? []).map((r) => r.name).filter((n) => n.startsWith("mallory"))
+  const refusedIntruders = [...net.counters].filter(([k]) => k.startsWith("connections refused")).reduce((n, [, v]) => n + v, 0)
   const checks: Array<Check> = [
     {
       name: "one coordinator after healing: the highest-ranked live server, known to all",
@@ -589,6 +610,16 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
       name: "Lamport clocks stay far from their limit (no request can poison them)",
       ok: clockHigh < clockBound,
       detail: `highest server clock ${clockHigh} (bound ${clockBound}: ${hostileNames.length} hostile client(s))`,
+    },
+    {
+      name: "intruders kept out: no rank, no request, no publication of theirs taken",
+      ok: intruderNames.length === 0 || clusterKey === undefined || (intrudersRanked.length === 0 && refusedIntruders > 0),
+      detail:
+        intruderNames.length === 0
+          ? "no intruder in this run"
+          : clusterKey === undefined
+            ? "open mode: not checked"
+            : `${refusedIntruders} connections refused (not the cluster's key); ranked: ${intrudersRanked.join(" ") || "none"}`,
     },
     {
       name: "a client always reads its own acknowledged writes",

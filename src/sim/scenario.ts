@@ -77,6 +77,10 @@ export interface Scenario {
   readonly disk?: DiskParams
   /** Hostile clients during the fault phase (bad clocks, bad frames, bad fields; see workload.ts). Default 0. */
   readonly hostile?: number
+  /** Intruders during the fault phase: hosts without the cluster's key posing as servers (see workload.ts). Default 0. */
+  readonly intruders?: number
+  /** Cluster links in open mode (no key): what the intruders then manage is not checked. Default false (secured). */
+  readonly open?: boolean
   readonly faults: ReadonlyArray<Fault>
 }
 
@@ -167,6 +171,7 @@ export const generateScenario = (seed: number): Scenario => {
     faults: faults.sort((a, b) => a.at - b.at),
     // Drawn last, so that the draws before it make the same scenarios as before it existed.
     hostile: r.chance(1 / 4) ? 1 : 0,
+    intruders: r.chance(1 / 4) ? 1 : 0,
   }
 }
 

@@ -1,4 +1,4 @@
-import { Duration, Effect } from "effect"
+import { Duration, Effect, Queue } from "effect"
 import { type BulletinClient, type ClientConfig, type Reply, makeClient } from "../actors/client.ts"
 import { encode } from "../protocol/codec.ts"
 import { decodeIncoming } from "../protocol/messages.ts"
@@ -296,6 +296,62 @@ export const hostileWorkload = (o: { readonly config: ClientConfig; readonly prn
           if (m.ok && m.value.meta.clock !== undefined) lastClock = Math.max(lastClock, m.value.meta.clock)
         }
         yield* Effect.sleep(Duration.millis(prng.real(50, 300)))
+      }
+    }),
+  )
+
+/**
+ * An intruder (the simulator's fault `intruder`): a host on the cluster's
+ * network without the cluster's key, doing what a fake server would — ask the
+ * reference for a rank, call elections and correct clocks on the peer ports,
+ * pull the op log, take requests from the broker's back end, and publish
+ * forged replication ops, announcements and posts. With the cluster secured
+ * (CURVE, the default) none of its connections is let in.
+ */
+export const intruderWorkload = (o: {
+  readonly prng: Prng
+  readonly now: () => number
+  readonly until: number
+  readonly reference: string
+  readonly peers: ReadonlyArray<string>
+  readonly brokerBack: string
+  readonly proxyFront: string
+  readonly victim: string
+}) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const transport = yield* Transport
+      const cluster = { cluster: true } as const
+      const reference = yield* transport.requester(o.reference, cluster)
+      const peers = yield* Effect.all(o.peers.map((p) => transport.requester(p, cluster)))
+      const publisher = yield* transport.publisher(o.proxyFront, cluster)
+      // A rogue back end: whatever the broker hands it, it "acknowledges".
+      const rogue = yield* transport.replier(o.brokerBack, "connect", cluster)
+      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(rogue.requests), (r) => r.reply(encode({ service: "publish", data: { status: "OK" } })))))
+      const { prng } = o
+      const term = { epoch: 2 ** 40, rank: 64 }
+      while (o.now() < o.until) {
+        const stamp = { clock: 1, timestamp: 0 }
+        switch (prng.int(0, 5)) {
+          case 0:
+            yield* Effect.result(reference.request(encode({ service: "rank", data: { user: `mallory${prng.int(0, 99)}`, addr: "tcp://mallory:5560", ...stamp } }), 500))
+            break
+          case 1:
+            yield* Effect.result(prng.pick(peers).request(encode({ service: "election", data: { from: "mallory", rank: 64, term, ...stamp } }), 500))
+            break
+          case 2:
+            yield* Effect.result(prng.pick(peers).request(encode({ service: "clockAdjust", data: { offsetMs: 500_000, from: "s1", round: prng.int(0, 1e6), ...stamp } }), 500))
+            break
+          case 3:
+            yield* Effect.result(prng.pick(peers).request(encode({ service: "replicate", data: { vector: {}, ...stamp } }), 500))
+            break
+          case 4:
+            yield* publisher.publish("servers", encode({ service: "election", data: { coordinator: "mallory", rank: 64, term, ...stamp } }))
+            break
+          default:
+            yield* publisher.publish("replication", encode({ service: "replication", data: { op: { kind: "publish", user: o.victim, channel: "ch1", message: `forged-${prng.int(0, 1e9)}`, origin: "s1", seq: 1_000_000 + prng.int(0, 1e6), clock: 7, timestamp: 0 }, ...stamp } }))
+        }
+        yield* Effect.sleep(Duration.millis(prng.real(50, 250)))
       }
     }),
   )

@@ -102,21 +102,33 @@ export interface Subscriber {
   readonly dropped: () => number
 }
 
+/**
+ * `cluster: true` marks a link between cluster roles (a server's links to the
+ * reference, its peers, the broker's back end and the proxy's publishing
+ * side, and the sides that bind them): authenticated and encrypted when the
+ * layer has a cluster key. Client-facing links stay plain.
+ */
+export interface LinkOptions {
+  readonly cluster?: boolean
+}
+
 export type TransportShape = Transport["Service"]
 
 export class Transport extends Context.Service<
   Transport,
   {
     readonly limits: TransportLimits
+    /** Whether cluster links are authenticated (CURVE) or open. */
+    readonly secured: boolean
     /** Client side of request/reply (REQ semantics). */
-    readonly requester: (endpoint: string) => Effect.Effect<Requester, TransportError, Scope.Scope>
+    readonly requester: (endpoint: string, options?: LinkOptions) => Effect.Effect<Requester, TransportError, Scope.Scope>
     /** Server side: `connect` to a broker's back end, or `bind` for peers. */
-    readonly replier: (endpoint: string, mode: "connect" | "bind") => Effect.Effect<Replier, TransportError, Scope.Scope>
-    readonly publisher: (endpoint: string) => Effect.Effect<Publisher, TransportError, Scope.Scope>
-    readonly subscriber: (endpoint: string, topics: ReadonlyArray<string>) => Effect.Effect<Subscriber, TransportError, Scope.Scope>
-    /** The broker: clients' requests at `front`, spread round-robin over the servers connected at `back`. Runs until interrupted. */
+    readonly replier: (endpoint: string, mode: "connect" | "bind", options?: LinkOptions) => Effect.Effect<Replier, TransportError, Scope.Scope>
+    readonly publisher: (endpoint: string, options?: LinkOptions) => Effect.Effect<Publisher, TransportError, Scope.Scope>
+    readonly subscriber: (endpoint: string, topics: ReadonlyArray<string>, options?: LinkOptions) => Effect.Effect<Subscriber, TransportError, Scope.Scope>
+    /** The broker: clients' requests at `front`, spread round-robin over the servers connected at `back` (a cluster link). Runs until interrupted. */
     readonly broker: (front: string, back: string) => Effect.Effect<never, TransportError, Scope.Scope>
-    /** The publication proxy: publishers at `front`, subscribers at `back`. Runs until interrupted. */
+    /** The publication proxy: publishers at `front` (servers: a cluster link), subscribers at `back`. Runs until interrupted. */
     readonly proxy: (front: string, back: string) => Effect.Effect<never, TransportError, Scope.Scope>
   }
 >()("bulletin/Transport") {}

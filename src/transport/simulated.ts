@@ -2,6 +2,7 @@ import { Effect, Layer, Queue, Semaphore, type Scope } from "effect"
 import { Limits } from "../protocol/limits.ts"
 import {
   type IncomingRequest,
+  type LinkOptions,
   type Publication,
   type Publisher,
   type Replier,
@@ -98,7 +99,11 @@ const targetOf = (endpoint: string) => (endpoint.includes(";") ? `tcp://${endpoi
 class SimHost {
   alive = true
   readonly sockets = new Set<Sock>()
-  constructor(readonly name: string) {}
+  /** The cluster key, if this host holds it (a cluster role). */
+  constructor(
+    readonly name: string,
+    readonly key: string | undefined,
+  ) {}
 }
 
 class Pipe {
@@ -278,6 +283,8 @@ class Conn {
 
 abstract class Sock {
   closed = false
+  /** A cluster link (CURVE when the network is secured): a dialler presents its host's key, a listener admits only the cluster's. */
+  cluster = false
   /** Pipes waiting for this socket to have room again. */
   readonly stalled = new Set<Pipe>()
   constructor(
@@ -349,6 +356,14 @@ abstract class DialSock extends Sock {
       if (conn.state !== "connecting" || this.conn !== conn) return
       if (this.closed) return
       if (listener.closed || net.blocked(this.host.name, to) || net.blocked(to, this.host.name)) {
+        conn.state = "closed"
+        this.conn = undefined
+        this.#redial(net.reconnectMs)
+        return
+      }
+      // The listener's ZAP handler: a secured cluster link admits only a dialler that presents the cluster's key.
+      if (net.clusterKey !== undefined && listener.cluster && !(this.cluster && this.host.key === net.clusterKey)) {
+        net.count(`connections refused (not the cluster's key) at ${listener.endpoint}`)
         conn.state = "closed"
         this.conn = undefined
         this.#redial(net.reconnectMs)
@@ -622,7 +637,11 @@ export class SimNetwork {
   readonly counters = new Map<string, number>()
   messages = 0
 
-  constructor(options: { timers: SimTimers; random: () => number; params?: LinkParams; limits?: TransportLimits; reconnectMs?: number }) {
+  /** The cluster key, when cluster links are secured (CURVE); undefined: open mode. */
+  readonly clusterKey: string | undefined
+
+  constructor(options: { timers: SimTimers; random: () => number; params?: LinkParams; limits?: TransportLimits; reconnectMs?: number; clusterKey?: string }) {
+    this.clusterKey = options.clusterKey
     this.timers = options.timers
     this.random = options.random
     this.params = options.params ?? cleanLink
@@ -707,11 +726,11 @@ export class SimNetwork {
 
   // --- hosts ----------------------------------------------------------------------
 
-  /** A new incarnation of `name` (its previous one must have crashed). */
-  boot(name: string): SimHost {
+  /** A new incarnation of `name` (its previous one must have crashed), holding `key` if given. */
+  boot(name: string, key?: string): SimHost {
     const old = this.#hosts.get(name)
     if (old?.alive) throw new Error(`host ${name} is already up`)
-    const host = new SimHost(name)
+    const host = new SimHost(name, key)
     this.#hosts.set(name, host)
     return host
   }
@@ -777,12 +796,16 @@ const pumpInbox = (inbox: Inbox, capacity: number) =>
 const makeSimulated = (net: SimNetwork, host: SimHost): TransportShape => {
   const limits = net.limits
 
-  const requester = (endpoint: string) =>
+  const cluster = <S extends Sock>(s: S, link: LinkOptions | undefined): S => {
+    s.cluster = link?.cluster === true
+    return s
+  }
+  const requester = (endpoint: string, link?: LinkOptions) =>
     Effect.gen(function* () {
       let socket: ReqSock | undefined
       const fresh = () => {
         socket?.close()
-        socket = new ReqSock(net, host, endpoint)
+        socket = cluster(new ReqSock(net, host, endpoint), link)
         return socket
       }
       yield* Effect.addFinalizer(() => Effect.sync(() => socket?.close()))
@@ -834,32 +857,32 @@ const makeSimulated = (net: SimNetwork, host: SimHost): TransportShape => {
       return { request } satisfies Requester
     })
 
-  const replier = (endpoint: string, mode: "connect" | "bind") =>
+  const replier = (endpoint: string, mode: "connect" | "bind", link?: LinkOptions) =>
     Effect.gen(function* () {
       if (mode === "connect") {
         if (!host.alive) return yield* Effect.fail(closed(`connect ${endpoint}`))
-        const socket = yield* scoped(() => new DealerSock(net, host, endpoint))
+        const socket = yield* scoped(() => cluster(new DealerSock(net, host, endpoint), link))
         return { requests: yield* pumpInbox(socket.inbox, limits.replierQueueMessages) } satisfies Replier
       }
-      const socket = yield* bound(net, host, endpoint, () => new RouterSock(net, host, endpoint))
+      const socket = yield* bound(net, host, endpoint, () => cluster(new RouterSock(net, host, endpoint), link))
       return { requests: yield* pumpInbox(socket.inbox, limits.replierQueueMessages) } satisfies Replier
     })
 
-  const publisher = (endpoint: string) =>
+  const publisher = (endpoint: string, link?: LinkOptions) =>
     Effect.gen(function* () {
       if (!host.alive) return yield* Effect.fail(closed(`connect ${endpoint}`))
-      const socket = yield* scoped(() => new PubSock(net, host, endpoint))
+      const socket = yield* scoped(() => cluster(new PubSock(net, host, endpoint), link))
       return {
         publish: (topic: string, payload: Uint8Array) => Effect.sync(() => socket.publish(topic, payload)),
         dropped: () => socket.dropped,
       } satisfies Publisher
     })
 
-  const subscriber = (endpoint: string, topics: ReadonlyArray<string>) =>
+  const subscriber = (endpoint: string, topics: ReadonlyArray<string>, link?: LinkOptions) =>
     Effect.gen(function* () {
       if (!host.alive) return yield* Effect.fail(closed(`connect ${endpoint}`))
       const messages = yield* Queue.sliding<Publication>(limits.subscriberQueueMessages)
-      const socket = yield* scoped(() => new SubSock(net, host, endpoint, messages, limits.subscriberQueueMessages))
+      const socket = yield* scoped(() => cluster(new SubSock(net, host, endpoint, messages, limits.subscriberQueueMessages), link))
       for (const t of topics) socket.subscribe(t)
       return {
         messages,
@@ -910,8 +933,9 @@ const makeSimulated = (net: SimNetwork, host: SimHost): TransportShape => {
           },
         }),
       )
+      // Only cluster servers may take requests from the broker.
       yield* bound(net, host, back, () =>
-        new DeviceSock(net, host, back, {
+        cluster(new DeviceSock(net, host, back, {
           receive: (_conn, msg) => {
             if (msg.k !== "fwd") return
             const client = routes.get(msg.route)
@@ -931,7 +955,7 @@ const makeSimulated = (net: SimNetwork, host: SimHost): TransportShape => {
             if (i >= 0) servers.splice(i, 1)
             if (turn >= servers.length) turn = 0
           },
-        }),
+        }), { cluster: true }),
       )
       return yield* Effect.never
     })
@@ -956,8 +980,9 @@ const makeSimulated = (net: SimNetwork, host: SimHost): TransportShape => {
         else union.set(topic, n)
         if ((on && n === 1) || (!on && n === 0)) tellPublishers(topic, on)
       }
+      // Only cluster servers may publish.
       yield* bound(net, host, front, () =>
-        new DeviceSock(net, host, front, {
+        cluster(new DeviceSock(net, host, front, {
           receive: (_conn, msg) => {
             if (msg.k !== "pub") return
             for (const [conn, topics] of subscriptions) {
@@ -975,7 +1000,7 @@ const makeSimulated = (net: SimNetwork, host: SimHost): TransportShape => {
             for (const topic of union.keys()) conn.sendDown({ k: "sub", topic, on: true })
           },
           lost: (conn) => void publishers.delete(conn),
-        }),
+        }), { cluster: true }),
       )
       yield* bound(net, host, back, () =>
         new DeviceSock(net, host, back, {
@@ -991,7 +1016,7 @@ const makeSimulated = (net: SimNetwork, host: SimHost): TransportShape => {
       return yield* Effect.never
     })
 
-  return Transport.of({ limits, requester, replier, publisher, subscriber, broker, proxy })
+  return Transport.of({ limits, secured: net.clusterKey !== undefined, requester, replier, publisher, subscriber, broker, proxy })
 }
 
 /** The Transport of one simulated host incarnation (`SimNetwork.boot`). */

@@ -1,8 +1,10 @@
 import { Effect, Layer, Queue, Schedule, Semaphore, type Scope } from "effect"
 import * as zmq from "zeromq"
 import { Limits } from "../protocol/limits.ts"
+import { type Security, openSecurity, z85 } from "./keys.ts"
 import {
   type IncomingRequest,
+  type LinkOptions,
   type Publication,
   type Publisher,
   type Replier,
@@ -30,7 +32,14 @@ const scopedSocket = <S extends zmq.Socket>(make: () => S): Effect.Effect<S, nev
   Effect.acquireRelease(Effect.sync(make), (s) => Effect.sync(() => { if (!s.closed) s.close() }))
 
 const bind = (socket: zmq.Socket, endpoint: string) =>
-  Effect.tryPromise({ try: () => socket.bind(endpoint), catch: ioError(`bind ${endpoint}`) })
+  Effect.tryPromise({
+    // A CURVE socket binds only once this process's ZAP handler is there to vet its connections.
+    try: async () => {
+      if (socket.curveServer && zapBound !== undefined) await zapBound
+      return socket.bind(endpoint)
+    },
+    catch: ioError(`bind ${endpoint}`),
+  })
 
 const connect = (socket: zmq.Socket, endpoint: string) =>
   Effect.try({ try: () => socket.connect(endpoint), catch: ioError(`connect ${endpoint}`) })
@@ -54,6 +63,46 @@ const writer = (socket: zmq.Writable, capacity: number, name: string) =>
     return (frames: Frames) => Queue.offer(queue, frames).pipe(Effect.asVoid)
   })
 
+/**
+ * The ZAP handler (ZeroMQ RFC 27) of this process: every CURVE socket that
+ * binds asks it about each connection, and it admits only the cluster's key.
+ * Without it a CURVE server would take any client that knows its public key
+ * (which is public). One per process, bound before the first CURVE socket.
+ */
+const zapAllowed = new Set<string>()
+let zapBound: Promise<void> | undefined
+const ensureZap = (publicKey: string) => {
+  zapAllowed.add(publicKey)
+  if (zapBound !== undefined) return
+  const zap = new zmq.Reply({ linger: 0 })
+  zapBound = zap.bind("inproc://zeromq.zap.01")
+  void zapBound.then(async () => {
+    for await (const [version, requestId, , , , mechanism, key] of zap) {
+      const client = key === undefined || key.length !== 32 ? "" : z85(key)
+      const ok = mechanism?.toString() === "CURVE" && zapAllowed.has(client)
+      try {
+        // No user id in the reply: with one, zmq_proxy (the broker's and the proxy's device) fails with EAGAIN
+        // on the first message from that peer (seen with libzmq in zeromq 6.8).
+        await zap.send([version ?? "1.0", requestId ?? "", ok ? "200" : "400", ok ? "OK" : "not the cluster's key", "", ""])
+      } catch {
+        // The handler must never stop: a refused reply only delays that one connection.
+      }
+    }
+  })
+}
+
+/** CURVE options for a cluster link (none in open mode, or for a client-facing link). */
+const curve = (security: Security, options: LinkOptions | undefined, side: "bind" | "connect") => {
+  if (security.mode !== "curve" || options?.cluster !== true) return {}
+  const k = security.key
+  if (side === "bind") {
+    ensureZap(k.publicKey)
+    // A domain, enforced: with no ZAP handler answering, a connection is refused rather than let in.
+    return { curveServer: true, curvePublicKey: k.publicKey, curveSecretKey: k.secretKey, zapDomain: "bulletin", zapEnforceDomain: true }
+  }
+  return { curveServerKey: k.publicKey, curvePublicKey: k.publicKey, curveSecretKey: k.secretKey }
+}
+
 /** ZMTP heartbeat options for a long-lived socket, and the connect timeout for dialling ones (see TransportLimits). */
 const heartbeats = (limits: TransportLimits) => ({
   ...(limits.heartbeatIntervalMs > 0 ? { heartbeatInterval: limits.heartbeatIntervalMs, heartbeatTimeout: limits.heartbeatTimeoutMs, heartbeatTimeToLive: limits.heartbeatTimeoutMs } : {}),
@@ -61,14 +110,14 @@ const heartbeats = (limits: TransportLimits) => ({
 })
 const connecting = (limits: TransportLimits) => (limits.connectTimeoutMs > 0 ? { connectTimeout: limits.connectTimeoutMs } : {})
 
-const requester = (limits: TransportLimits) => (endpoint: string) =>
+const requester = (limits: TransportLimits, security: Security) => (endpoint: string, link?: LinkOptions) =>
   Effect.gen(function* () {
     // Lazy Pirate: after a timeout a REQ socket is stuck waiting for its
     // reply, so it is closed and a fresh one connected for the next request.
     let socket: zmq.Request | undefined
     const fresh = () => {
       socket?.close()
-      socket = new zmq.Request({ linger: 0, sendTimeout: 0, sendHighWaterMark: limits.highWaterMarkMessages, receiveHighWaterMark: limits.highWaterMarkMessages, maxMessageSize: Limits.transportFrameBytesMax, ...connecting(limits) })
+      socket = new zmq.Request({ linger: 0, sendTimeout: 0, sendHighWaterMark: limits.highWaterMarkMessages, receiveHighWaterMark: limits.highWaterMarkMessages, maxMessageSize: Limits.transportFrameBytesMax, ...connecting(limits), ...curve(security, link, "connect") })
       socket.connect(endpoint)
       return socket
     }
@@ -107,9 +156,9 @@ const splitEnvelope = (frames: Array<Buffer>): { envelope: Array<Buffer>; body: 
   return { envelope: frames.slice(0, -1), body }
 }
 
-const replier = (limits: TransportLimits) => (endpoint: string, mode: "connect" | "bind") =>
+const replier = (limits: TransportLimits, security: Security) => (endpoint: string, mode: "connect" | "bind", link?: LinkOptions) =>
   Effect.gen(function* () {
-    const opts = { linger: 500, sendHighWaterMark: limits.highWaterMarkMessages, receiveHighWaterMark: limits.highWaterMarkMessages, maxMessageSize: Limits.transportFrameBytesMax, ...heartbeats(limits) }
+    const opts = { linger: 500, sendHighWaterMark: limits.highWaterMarkMessages, receiveHighWaterMark: limits.highWaterMarkMessages, maxMessageSize: Limits.transportFrameBytesMax, ...heartbeats(limits), ...curve(security, link, mode) }
     // A DEALER towards the broker lets one server pipeline many requests (a REP
     // would serialise them); a ROUTER when peers connect to us.
     const socket: zmq.Dealer | zmq.Router = yield* scopedSocket(() => (mode === "connect" ? new zmq.Dealer(opts) : new zmq.Router({ ...opts, mandatory: false })))
@@ -134,9 +183,9 @@ const replier = (limits: TransportLimits) => (endpoint: string, mode: "connect" 
     return { requests } satisfies Replier
   })
 
-const publisher = (limits: TransportLimits) => (endpoint: string) =>
+const publisher = (limits: TransportLimits, security: Security) => (endpoint: string, link?: LinkOptions) =>
   Effect.gen(function* () {
-    const socket = yield* scopedSocket(() => new zmq.Publisher({ linger: 500, noDrop: true, sendHighWaterMark: limits.highWaterMarkMessages, ...heartbeats(limits) }))
+    const socket = yield* scopedSocket(() => new zmq.Publisher({ linger: 500, noDrop: true, sendHighWaterMark: limits.highWaterMarkMessages, ...heartbeats(limits), ...curve(security, link, "connect") }))
     yield* connect(socket, endpoint)
     // Publishing never blocks the caller: when the way to the proxy stays
     // full (or the proxy is down) the queue fills and new publications are
@@ -160,9 +209,9 @@ const publisher = (limits: TransportLimits) => (endpoint: string) =>
 
 const retrySchedule = (totalMs: number) => Schedule.spaced("5 millis").pipe(Schedule.upTo({ duration: `${totalMs} millis` }))
 
-const subscriber = (limits: TransportLimits) => (endpoint: string, initialTopics: ReadonlyArray<string>) =>
+const subscriber = (limits: TransportLimits, security: Security) => (endpoint: string, initialTopics: ReadonlyArray<string>, link?: LinkOptions) =>
   Effect.gen(function* () {
-    const socket = yield* scopedSocket(() => new zmq.Subscriber({ linger: 0, receiveHighWaterMark: limits.highWaterMarkMessages, maxMessageSize: Limits.transportFrameBytesMax, ...heartbeats(limits) }))
+    const socket = yield* scopedSocket(() => new zmq.Subscriber({ linger: 0, receiveHighWaterMark: limits.highWaterMarkMessages, maxMessageSize: Limits.transportFrameBytesMax, ...heartbeats(limits), ...curve(security, link, "connect") }))
     const topics = new Set<string>()
     const subscribe = (topic: string) => Effect.sync(() => { if (!topics.has(topic)) { topics.add(topic); socket.subscribe(topic) } })
     const unsubscribe = (topic: string) => Effect.sync(() => { if (topics.delete(topic)) socket.unsubscribe(topic) })
@@ -186,11 +235,16 @@ const subscriber = (limits: TransportLimits) => (endpoint: string, initialTopics
     return { messages, subscribe, unsubscribe, dropped: () => dropped } satisfies Subscriber
   })
 
-/** zmq_proxy in a worker thread: about twice a JavaScript forwarding loop. */
-const device = <F extends zmq.Socket, B extends zmq.Socket>(name: string, front: F, frontAt: string, back: B, backAt: string) =>
+/**
+ * zmq_proxy in a worker thread: about twice a JavaScript forwarding loop.
+ * The sockets are made when the effect runs, so a supervised restart gets
+ * fresh ones (binding the closed ones of the last run failed with ENOTSOCK
+ * for ever).
+ */
+const device = <F extends zmq.Socket, B extends zmq.Socket>(name: string, front: () => F, frontAt: string, back: () => B, backAt: string) =>
   Effect.gen(function* () {
-    const f = yield* scopedSocket(() => front)
-    const b = yield* scopedSocket(() => back)
+    const f = yield* scopedSocket(front)
+    const b = yield* scopedSocket(back)
     yield* bind(f, frontAt)
     yield* bind(b, backAt)
     const proxy = new zmq.Proxy(f, b)
@@ -204,32 +258,35 @@ const device = <F extends zmq.Socket, B extends zmq.Socket>(name: string, front:
     })
   })
 
-const broker = (limits: TransportLimits) => (front: string, back: string) => {
+const broker = (limits: TransportLimits, security: Security) => (front: string, back: string) => {
   // Heartbeats on both sides: a server cut off stops getting requests once its
   // connection times out, instead of swallowing a share of them for minutes.
   const opts = { linger: 0, sendHighWaterMark: limits.highWaterMarkMessages, receiveHighWaterMark: limits.highWaterMarkMessages, maxMessageSize: Limits.transportFrameBytesMax, ...heartbeats(limits) }
-  return device("broker", new zmq.Router(opts), front, new zmq.Dealer(opts), back)
+  // Clients at the front (plain, the standard); only cluster servers at the back.
+  return device("broker", () => new zmq.Router(opts), front, () => new zmq.Dealer({ ...opts, ...curve(security, { cluster: true }, "bind") }), back)
 }
 
-const proxy = (limits: TransportLimits) => (front: string, back: string) =>
+const proxy = (limits: TransportLimits, security: Security) => (front: string, back: string) =>
   device(
     "proxy",
-    new zmq.XSubscriber({ linger: 0, receiveHighWaterMark: limits.highWaterMarkMessages * 10, maxMessageSize: Limits.transportFrameBytesMax, ...heartbeats(limits) }),
+    // Only cluster servers publish; anyone may subscribe.
+    () => new zmq.XSubscriber({ linger: 0, receiveHighWaterMark: limits.highWaterMarkMessages * 10, maxMessageSize: Limits.transportFrameBytesMax, ...heartbeats(limits), ...curve(security, { cluster: true }, "bind") }),
     front,
     // A slow subscriber loses its own excess (XPUB drops at its HWM); it never stalls the others.
-    new zmq.XPublisher({ linger: 0, sendHighWaterMark: limits.highWaterMarkMessages * 10, ...heartbeats(limits) }),
+    () => new zmq.XPublisher({ linger: 0, sendHighWaterMark: limits.highWaterMarkMessages * 10, ...heartbeats(limits) }),
     back,
   )
 
-export const makeZmq = (limits: TransportLimits = defaultTransportLimits) =>
+export const makeZmq = (limits: TransportLimits = defaultTransportLimits, security: Security = openSecurity) =>
   Transport.of({
     limits,
-    requester: requester(limits),
-    replier: replier(limits),
-    publisher: publisher(limits),
-    subscriber: subscriber(limits),
-    broker: broker(limits),
-    proxy: proxy(limits),
+    secured: security.mode === "curve",
+    requester: requester(limits, security),
+    replier: replier(limits, security),
+    publisher: publisher(limits, security),
+    subscriber: subscriber(limits, security),
+    broker: broker(limits, security),
+    proxy: proxy(limits, security),
   })
 
-export const layerZmq = (limits: TransportLimits = defaultTransportLimits) => Layer.succeed(Transport, makeZmq(limits))
+export const layerZmq = (limits: TransportLimits = defaultTransportLimits, security: Security = openSecurity) => Layer.succeed(Transport, makeZmq(limits, security))

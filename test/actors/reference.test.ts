@@ -5,7 +5,7 @@ import { ReferenceService } from "../../src/actors/reference.ts"
 import { Registry } from "../../src/actors/registry.ts"
 import { decode, encode } from "../../src/protocol/codec.ts"
 import { encodeEnvelope } from "../../src/protocol/messages.ts"
-import { spawnBulletin, stopAll, tempDir } from "../support/procs.ts"
+import { curveClient, spawnBulletin, stopAll, tempDir } from "../support/procs.ts"
 
 afterAll(stopAll)
 
@@ -93,7 +93,7 @@ describe("bulletin reference", () => {
     const host = "127.81.7.1"
     const data = tempDir("reference")
     const ask = async (service: string, data_: Record<string, unknown>) => {
-      const req = new zmq.Request({ linger: 0, receiveTimeout: 3_000 })
+      const req = new zmq.Request({ linger: 0, receiveTimeout: 3_000, ...curveClient() })
       req.connect(`tcp://${host}:5559`)
       try {
         await req.send(encodeEnvelope(service, data_, { clock: 1, timestampMs: Date.now() }))

@@ -41,11 +41,11 @@ const dockerfile = readFileSync(join(root, "Dockerfile"), "utf8")
 const instruction = (name: string) => dockerfile.split("\n").filter((l) => l.startsWith(`${name} `))
 
 describe("compose.yaml", () => {
-  it("is accepted by docker-compose and describes the standard 9 containers, and the dashboard", () => {
+  it("is accepted by docker-compose and describes the standard 9 containers, the dashboard and the one-shot keys service", () => {
     const { services, volumes } = config()
-    expect(Object.keys(services).sort()).toEqual(["bot", "broker", "client", "dashboard", "proxy", "reference", "server"])
+    expect(Object.keys(services).sort()).toEqual(["bot", "broker", "client", "dashboard", "keys", "proxy", "reference", "server"])
     const containers = Object.values(services).reduce((n, s) => n + (s.deploy?.replicas ?? 1), 0)
-    expect(containers).toBe(10)
+    expect(containers).toBe(11)
     // The dashboard is published on the host's loopback only: no login in front of it.
     expect(JSON.stringify(services.dashboard!.ports)).toMatch(/127\.0\.0\.1/)
     expect(services.server!.deploy?.replicas).toBe(3)
@@ -61,7 +61,11 @@ describe("compose.yaml", () => {
     // The client is interactive and attachable.
     expect([services.client!.stdin_open, services.client!.tty, services.client!.restart]).toEqual([true, true, "no"])
     // Named volumes; servers keep one folder each under the shared one.
-    expect(Object.keys(volumes).sort()).toEqual(["reference-data", "server-data"])
+    expect(Object.keys(volumes).sort()).toEqual(["cluster-key", "reference-data", "server-data"])
+    // Every cluster role reads the cluster's key, made once by the one-shot `keys` service.
+    for (const role of ["broker", "proxy", "reference", "server"]) expect(services[role]!.environment?.BULLETIN_KEY_FILE).toBe("/keys/cluster.key")
+    for (const role of ["broker", "proxy", "reference"]) expect(services[role]!.depends_on?.keys?.condition).toBe("service_completed_successfully")
+    expect(services.keys!.command).toEqual(["keygen", "--if-missing"])
     expect(services.server!.environment?.DATA_ROOT).toBe("/data")
     expect(services.server!.environment?.DATA_DIR).toBeUndefined()
   })
@@ -86,10 +90,13 @@ describe("the containers' commands, run as processes", () => {
     const infra = "127.81.12.1"
     const serverAt = (i: number) => `127.81.12.${10 + i}`
     const data = tempDir("compose")
+    const keys = tempDir("compose-keys")
     // What Docker's DNS and volumes would provide.
     const remap = (env: Record<string, string>, extra: Record<string, string>) => {
       const out: Record<string, string> = {}
-      for (const [k, v] of Object.entries(env)) out[k] = ["broker", "proxy", "reference"].includes(v) ? infra : v === "0.0.0.0" ? infra : v.startsWith("/data") ? v.replace("/data", data) : v
+      for (const [k, v] of Object.entries(env)) out[k] = ["broker", "proxy", "reference"].includes(v) ? infra : v === "0.0.0.0" ? infra : v.startsWith("/data") ? v.replace("/data", data) : v.startsWith("/keys") ? v.replace("/keys", keys) : v
+      // What compose's environment does not set, the container does not have: not the test's own key.
+      out.BULLETIN_CLUSTER_KEY = ""
       return { ...out, ...extra }
     }
     // ENTRYPOINT is `node bin/bulletin.js`: spawnBulletin runs exactly that.
@@ -99,13 +106,14 @@ describe("the containers' commands, run as processes", () => {
       const test = services[service]!.healthcheck!.test
       expect(test.slice(0, 3)).toEqual(["CMD", "node", "bin/bulletin.js"])
       for (let attempt = 0; attempt < 40; attempt++) {
-        const probe = spawnBulletin(`health-${service}`, test.slice(3), { env: { HEALTH_HOST: host } })
+        const probe = spawnBulletin(`health-${service}`, test.slice(3), { env: { ...remap(services[service]!.environment ?? {}, {}), HEALTH_HOST: host } })
         if ((await probe.exited) === 0) return
         await new Promise((r) => setTimeout(r, 250))
       }
       throw new Error(`${service} never became healthy`)
     }
 
+    expect(await run("keys", "keys").exited).toBe(0)
     run("broker", "broker")
     run("proxy", "proxy")
     run("reference", "reference")

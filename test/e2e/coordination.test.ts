@@ -2,7 +2,7 @@ import * as zmq from "zeromq"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { decode } from "../../src/protocol/codec.ts"
 import { encodeEnvelope } from "../../src/protocol/messages.ts"
-import { type Cluster, serverHost, startCluster, stopAll } from "../support/procs.ts"
+import { type Cluster, curveClient, serverHost, startCluster, stopAll } from "../support/procs.ts"
 
 /**
  * Real processes on loopback: reference, broker, proxy and three servers.
@@ -35,7 +35,7 @@ afterAll(async () => {
 })
 
 const ask = async (endpoint: string, service: string, data: Record<string, unknown> = {}) => {
-  const req = new zmq.Request({ linger: 0, receiveTimeout: 2_000 })
+  const req = new zmq.Request({ linger: 0, receiveTimeout: 2_000, ...curveClient() })
   req.connect(endpoint)
   try {
     await req.send(encodeEnvelope(service, data, { clock: 1, timestampMs: Date.now() }))

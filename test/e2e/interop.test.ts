@@ -9,7 +9,8 @@ const script = resolve(import.meta.dirname, "../interop/standard_client.py")
 let cluster: Cluster
 
 beforeAll(async () => {
-  cluster = await startCluster("127.81.2.1", 3)
+  // A standard peer speaks to the reference directly: open mode, the mode for joining other implementations.
+  cluster = await startCluster("127.81.2.1", 3, { open: true })
 })
 afterAll(stopAll)
 
@@ -36,8 +37,9 @@ describe("our client and bot against a server written from PROTOCOL.md in Python
     const { createInterface } = await import("node:readline")
     const { spawnBulletin } = await import("../support/procs.ts")
     const host = "127.81.13.1"
-    const broker = spawnBulletin("broker", ["broker", "--host", host])
-    const proxy = spawnBulletin("proxy", ["proxy", "--host", host])
+    // The Python server joins our broker and proxy as a server would: open mode.
+    const broker = spawnBulletin("broker", ["broker", "--host", host, "--open"])
+    const proxy = spawnBulletin("proxy", ["proxy", "--host", host, "--open"])
     await Promise.all([broker.waitFor(/broker: tcp/), proxy.waitFor(/proxy: tcp/)])
     const server = spawn(python, [resolve(import.meta.dirname, "../interop/standard_server.py"), `tcp://${host}:5556`, `tcp://${host}:5557`], { stdio: ["ignore", "pipe", "pipe"] })
     const served: Array<{ served: string; status: string }> = []

@@ -52,6 +52,7 @@ export const scenarioArb: fc.Arbitrary<Scenario> = fc.integer({ min: 3, max: 5 }
     clients: fc.integer({ min: 1, max: 3 }),
     bots: fc.integer({ min: 0, max: 1 }),
     hostile: fc.integer({ min: 0, max: 1 }),
+    intruders: fc.integer({ min: 0, max: 1 }),
     disk: fc.record({ flushMsMin: fc.double({ min: 0.2, max: 2, noNaN: true }), flushMsMax: fc.double({ min: 2, max: scenarioLimits.flushMsMax, noNaN: true }) }),
     faults: fc.array(faultArb(nodes, names, faultPhaseMs), { maxLength: scenarioLimits.faultsMax }).map((fs) => [...fs].sort((a, b) => a.at - b.at)),
   })

@@ -12,7 +12,7 @@ import { scenarioArb } from "./arbitraries.ts"
  * run side by side.)
  */
 
-const runsInCi = Number(process.env.SIM_RUNS ?? 120)
+const runsInCi = Number(process.env.SIM_RUNS ?? 100)
 
 describe("the cluster under generated faults", () => {
   it(`holds for ${runsInCi} fast-check schedules, shrinking any failure`, () => {

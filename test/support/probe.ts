@@ -12,6 +12,7 @@
 import * as zmq from "zeromq"
 import { decode } from "../../src/protocol/codec.ts"
 import { encodeEnvelope } from "../../src/protocol/messages.ts"
+import { parseKey } from "../../src/transport/keys.ts"
 
 interface Args {
   readonly reference: string
@@ -23,7 +24,10 @@ const args = JSON.parse(process.argv[2] ?? "{}") as Args
 const timeoutMs = args.timeoutMs ?? 2_000
 
 const ask = async (endpoint: string, service: string, data: Record<string, unknown>) => {
-  const req = new zmq.Request({ linger: 0, receiveTimeout: timeoutMs, sendTimeout: timeoutMs, maxMessageSize: 8 << 20 })
+  // The cluster's ports take only the cluster's key (inherited from the test, BULLETIN_CLUSTER_KEY).
+  const key = process.env.BULLETIN_CLUSTER_KEY === undefined ? undefined : parseKey(process.env.BULLETIN_CLUSTER_KEY, "BULLETIN_CLUSTER_KEY")
+  const curve = key === undefined ? {} : { curveServerKey: key.publicKey, curvePublicKey: key.publicKey, curveSecretKey: key.secretKey }
+  const req = new zmq.Request({ linger: 0, receiveTimeout: timeoutMs, sendTimeout: timeoutMs, maxMessageSize: 8 << 20, ...curve })
   req.connect(endpoint)
   try {
     await req.send(encodeEnvelope(service, data, { clock: 1, timestampMs: 0 }))

@@ -3,8 +3,22 @@ import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { createInterface } from "node:readline"
+import { type ClusterKey, generateKey } from "../../src/transport/keys.ts"
 
 export const bin = resolve(import.meta.dirname, "../../bin/bulletin.js")
+
+/**
+ * The cluster key of this test file's processes: every role spawned here
+ * gets it (BULLETIN_CLUSTER_KEY), so cluster links are authenticated as they
+ * are by default; a test that wants open mode passes --open.
+ */
+export const testKey: ClusterKey = generateKey()
+const keyEnv = { BULLETIN_CLUSTER_KEY: `${testKey.publicKey} ${testKey.secretKey}` }
+// Inherited by every child this test file starts, however it starts it (ip netns exec, probes).
+process.env.BULLETIN_CLUSTER_KEY = keyEnv.BULLETIN_CLUSTER_KEY
+
+/** Socket options of a test's own socket on a cluster port (reference, peer port): it presents the cluster's key. */
+export const curveClient = () => ({ curveServerKey: testKey.publicKey, curvePublicKey: testKey.publicKey, curveSecretKey: testKey.secretKey })
 
 export interface Proc {
   readonly name: string
@@ -27,7 +41,7 @@ export const spawnBulletin = (
 ): Proc => {
   // `wrap` runs it elsewhere, e.g. `ip netns exec NS ...`, which execs in place (signals reach node itself).
   const [command, ...rest] = (options.wrap ?? ((a) => [...a]))([process.execPath, bin, ...args])
-  const child = spawn(command!, rest, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...options.env } })
+  const child = spawn(command!, rest, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...keyEnv, ...options.env } })
   const lines: Array<string> = []
   const at: Array<number> = []
   const waiters = new Set<() => void>()
@@ -104,17 +118,18 @@ export const serverHost = (host: string, i: number) => host.replace(/\.\d+$/, (l
  * Broker, proxy, reference and N servers on `host` (each test file its own loopback
  * address, so the standard ports never collide), each server ready to serve.
  */
-export const startCluster = async (host: string, serverCount = 3): Promise<Cluster> => {
+export const startCluster = async (host: string, serverCount = 3, options: { readonly open?: boolean } = {}): Promise<Cluster> => {
   const dataRoot = tempDir("cluster")
-  const broker = spawnBulletin("broker", ["broker", "--host", host])
-  const proxy = spawnBulletin("proxy", ["proxy", "--host", host])
-  const reference = spawnBulletin("reference", ["reference", "--host", host])
+  const open = options.open === true ? ["--open"] : []
+  const broker = spawnBulletin("broker", ["broker", "--host", host, ...open])
+  const proxy = spawnBulletin("proxy", ["proxy", "--host", host, ...open])
+  const reference = spawnBulletin("reference", ["reference", "--host", host, ...open])
   await Promise.all([broker.waitFor(/broker: tcp/), proxy.waitFor(/proxy: tcp/), reference.waitFor(/reference: serving/)])
   const servers: Array<Proc> = []
   const startServer = async (i: number) => {
     const name = `server-${i}`
     // Each server on its own address, so each keeps the peer port 5560.
-    const p = spawnBulletin(name, ["server", "--name", name, "--data", join(dataRoot, name), "--broker", host, "--proxy", host, "--reference", host, "--host", serverHost(host, i)])
+    const p = spawnBulletin(name, ["server", "--name", name, "--data", join(dataRoot, name), "--broker", host, "--proxy", host, "--reference", host, "--host", serverHost(host, i), ...open])
     servers[i - 1] = p
     await p.waitFor(/serving requests/)
     return p
