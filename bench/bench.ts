@@ -12,6 +12,7 @@ import { join, resolve } from "node:path"
 import * as zmq from "zeromq"
 import { decode, encode } from "../src/protocol/codec.ts"
 import { parse, usage, type Spec } from "../src/cli/options.ts"
+import { generateKey } from "../src/transport/keys.ts"
 
 const spec: Spec = {
   host: { default: "127.83.0.1", help: "loopback address for the benchmark's broker and proxy" },
@@ -21,6 +22,7 @@ const spec: Spec = {
   "per-client": { default: "500", help: "requests per client in the throughput runs" },
   servers: { default: "3", help: "bulletin servers" },
   dashboard: { boolean: true, help: "also measure bulletin with a dashboard attached (a page open on its event stream), runs interleaved with unwatched ones" },
+  open: { boolean: true, help: "run the cluster in open mode (no CURVE between its roles); by default it has a key, as deployed, and so does the raw baseline" },
 }
 
 const root = resolve(import.meta.dirname, "..")
@@ -29,9 +31,11 @@ const bin = join(root, "bin/bulletin.js")
 type Child = ReturnType<typeof spawn>
 const children: Array<Child> = []
 const outputOf = new WeakMap<Child, string>()
+/** What every role of the benchmark gets: the cluster's key (as deployed), or open mode. */
+const roleEnv: Record<string, string> = {}
 const start = (args: Array<string>, ready: RegExp) =>
   new Promise<Child>((done, fail) => {
-    const c = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
+    const c = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...roleEnv } })
     children.push(c)
     let out = ""
     const t = setTimeout(() => fail(new Error(`${args.join(" ")} not ready:\n${out}`)), 30_000)
@@ -134,6 +138,11 @@ export const runBench = async (argv: ReadonlyArray<string>) => {
   const n = Number(p.values.requests)
   const clients = Number(p.values.clients)
   const perClient = Number(p.values["per-client"])
+  if (p.flags.open) roleEnv.BULLETIN_OPEN = "1"
+  else {
+    const key = generateKey()
+    roleEnv.BULLETIN_CLUSTER_KEY = `${key.publicKey} ${key.secretKey}`
+  }
   const brokerAt = `tcp://${host}:5555`
   const proxyAt = `tcp://${host}:5558`
   const results: Record<string, Array<Record<string, number>>> = { raw: [], bulletin: [], watched: [] }
@@ -205,7 +214,7 @@ export const runBench = async (argv: ReadonlyArray<string>) => {
     const w = median(results.watched!.map((x) => x[key]!))
     return `${base}${w.toFixed(digits).padStart(14)}${(higherIsBetter ? w / r : r / w).toFixed(2).padStart(9)}${(higherIsBetter ? w / b : b / w).toFixed(2).padStart(11)}`
   }
-  console.log(`\nbulletin bench: ${runs} runs each, medians; ${clients} clients x ${perClient} publish requests; ${p.values.servers} servers (durable writes, replication)`)
+  console.log(`\nbulletin bench: ${runs} runs each, medians; ${clients} clients x ${perClient} publish requests; ${p.values.servers} servers (durable writes, replication); cluster links ${p.flags.open ? "OPEN (no CURVE)" : "CURVE (the default), the raw baseline too"}`)
   console.log(`${"".padEnd(44)}${"raw ZeroMQ".padStart(12)}${"bulletin".padStart(12)}${"ratio".padStart(9)}${watched ? `${"+dashboard".padStart(14)}${"ratio".padStart(9)}${"watched/un".padStart(11)}` : ""}`)
   console.log(row("read (channels), 1 client (round trips/s)", "reads", 0, true))
   console.log(row("durable publish, 1 client (round trips/s)", "sequential", 0, true))

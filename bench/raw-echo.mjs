@@ -5,8 +5,11 @@ import * as zmq from "zeromq"
 
 const [broker, proxy] = process.argv.slice(2)
 zmq.context.blocky = false
-const dealer = new zmq.Dealer({ linger: 0, sendHighWaterMark: 100000, receiveHighWaterMark: 100000 })
-const pub = new zmq.Publisher({ linger: 0, sendHighWaterMark: 100000, noDrop: true })
+// With the cluster's key (BULLETIN_CLUSTER_KEY '<public> <secret>'), CURVE on both links, as a bulletin server has.
+const [publicKey, secretKey] = (process.env.BULLETIN_CLUSTER_KEY ?? "").trim().split(/\s+/)
+const curve = secretKey === undefined ? {} : { curveServerKey: publicKey, curvePublicKey: publicKey, curveSecretKey: secretKey }
+const dealer = new zmq.Dealer({ linger: 0, sendHighWaterMark: 100000, receiveHighWaterMark: 100000, ...curve })
+const pub = new zmq.Publisher({ linger: 0, sendHighWaterMark: 100000, noDrop: true, ...curve })
 dealer.connect(broker)
 pub.connect(proxy)
 process.on("SIGTERM", () => process.exit(0))

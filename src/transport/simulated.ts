@@ -463,6 +463,17 @@ class Inbox {
     this.owner.net.high(this.name, this.items.length, this.capacity)
     return true
   }
+  /** A request read off the wire, answered through `send` (and shown to the network's tap). */
+  request(frame: Uint8Array, send: (reply: Uint8Array) => void): boolean {
+    return this.push({
+      frame,
+      reply: (reply) =>
+        Effect.sync(() => {
+          this.owner.net.tap?.replied?.(this.owner.host.name, frame, reply)
+          send(reply)
+        }),
+    })
+  }
   readonly take: Effect.Effect<IncomingRequest> = Effect.callback<IncomingRequest>((resume) => {
     const first = this.items.shift()
     if (first !== undefined) {
@@ -500,14 +511,8 @@ class DealerSock extends DialSock {
   receive(_conn: Conn, msg: Msg): boolean {
     if (msg.k !== "fwd") return true
     const route = msg.route
-    const request = msg.frame
-    return this.inbox.push({
-      frame: request,
-      reply: (frame) =>
-        Effect.sync(() => {
-          this.net.tap?.replied?.(this.host.name, request, frame)
-          if (!this.send({ k: "fwd", route, frame })) this.net.count("replies dropped at the high-water mark")
-        }),
+    return this.inbox.request(msg.frame, (frame) => {
+      if (!this.send({ k: "fwd", route, frame })) this.net.count("replies dropped at the high-water mark")
     })
   }
 }
@@ -521,16 +526,10 @@ class RouterSock extends ListenSock {
   }
   receive(conn: Conn, msg: Msg): boolean {
     if (msg.k !== "req") return true
-    const request = msg.frame
-    return this.inbox.push({
-      frame: request,
-      reply: (frame) =>
-        Effect.sync(() => {
-          this.net.tap?.replied?.(this.host.name, request, frame)
-          if (conn.state !== "open") return
-          if (conn.down.q.length >= this.net.limits.highWaterMarkMessages) this.net.count("replies dropped at the high-water mark")
-          else conn.sendDown({ k: "rep", frame })
-        }),
+    return this.inbox.request(msg.frame, (frame) => {
+      if (conn.state !== "open") return
+      if (conn.down.q.length >= this.net.limits.highWaterMarkMessages) this.net.count("replies dropped at the high-water mark")
+      else conn.sendDown({ k: "rep", frame })
     })
   }
 }
