@@ -11,6 +11,8 @@ export interface BotConfig extends ClientConfig {
   readonly messagesMax: number
   /** Fixed name; by default a random one. */
   readonly name: string | undefined
+  /** Log in with this password (claims the name on the first login; needed where the cluster requires accounts). */
+  readonly password?: string | undefined
 }
 
 const words = ["hello", "zeromq", "lamport", "bully", "berkeley", "replica", "broker", "proxy", "clock", "channel", "quorum", "heartbeat"]
@@ -24,7 +26,7 @@ export const bot = (config: BotConfig) =>
   Effect.gen(function* () {
     const client = yield* makeClient(config)
     const name = config.name ?? `bot-${(yield* Random.nextIntBetween(0, 36 ** 4, { halfOpen: true })).toString(36).padStart(4, "0")}`
-    const login = yield* client.login(name)
+    const login = yield* client.login(name, config.password)
     if (!login.ok) return yield* Effect.fail(new Error(`bot ${name}: login refused: ${login.error}`))
     yield* Effect.logInfo(`bot ${name}: logged in`)
     const pause = Duration.millis(1000 / Math.max(config.messagesPerSecond, 0.001))

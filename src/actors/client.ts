@@ -2,6 +2,7 @@ import { Data, Duration, Effect, Queue, Random, Result, type Scope } from "effec
 import { encode } from "../protocol/codec.ts"
 import { type Publication, decodeIncoming, decodePublication } from "../protocol/messages.ts"
 import { Transport, type TransportError } from "../transport/Transport.ts"
+import { unseal } from "./credentials.ts"
 import { Stamper } from "./runtime.ts"
 
 export interface ClientConfig {
@@ -39,7 +40,8 @@ export interface Reply {
 
 export interface BulletinClient {
   readonly call: (service: string, data?: Record<string, unknown>) => Effect.Effect<Reply, ClientError>
-  readonly login: (user: string) => Effect.Effect<Reply, ClientError>
+  /** With a password: claims the name on a first login, proves it on later ones (the token then goes with every request acting as it). */
+  readonly login: (user: string, password?: string) => Effect.Effect<Reply, ClientError>
   readonly users: () => Effect.Effect<Reply, ClientError>
   readonly channel: (name: string) => Effect.Effect<Reply, ClientError>
   readonly channels: () => Effect.Effect<Reply, ClientError>
@@ -50,6 +52,8 @@ export interface BulletinClient {
   readonly publications: Queue.Dequeue<Publication>
   readonly subscribe: (topic: string) => Effect.Effect<void>
   readonly unsubscribe: (topic: string) => Effect.Effect<void>
+  /** Gaps in channel publications so far: posts filled from history, and gaps that could not be filled. */
+  readonly gaps: () => { readonly filled: number; readonly unfilled: number }
   readonly user: () => string | undefined
   readonly stamper: Stamper
 }
@@ -59,6 +63,9 @@ const listPagesMax = 1_000
 
 /** Back-off after a "busy" reply: this many ms times the attempt, plus up to as much again at random. */
 const busyBackoffMs = 100
+
+/** A gap is filled from at most this many history pages (500 posts each); past that, it is counted unfilled. */
+const fillPagesMax = 40
 
 const notLoggedIn = (service: string) => Effect.succeed<Reply>({ service, ok: false, error: "log in first (login NAME)", data: {}, attempts: 0 })
 
@@ -145,34 +152,98 @@ export const makeClient = (config: ClientConfig): Effect.Effect<BulletinClient, 
         return yield* Effect.fail(new ClientError({ reason: "Malformed", message: `${service}: more than ${listPagesMax} pages` }))
       })
 
+    let token: string | undefined
+    /** A claimed name's private topic and its key (from the login's reply). */
+    let secret: { readonly topic: string; readonly key: Uint8Array } | undefined
     // Publications for this client: on its own name only private messages to
     // it, on a channel only that channel's posts. Anything else is dropped.
-    const publications = yield* Queue.sliding<Publication>(transport.limits.subscriberQueueMessages)
+    // Bounded, not sliding: a slow reader holds the stream back (what is then
+    // lost is lost on the wire, where `prev` shows it, and filled from history).
+    const publications = yield* Queue.bounded<Publication>(transport.limits.subscriberQueueMessages)
+
+    // Gaps (ours): per channel and origin, the last post seen. A post whose
+    // `prev` (its origin's previous post on the channel) is past it means
+    // publications were lost (a slow or paused subscriber, past the
+    // high-water mark): those posts are read from history and delivered,
+    // marked `filled`, before it.
+    const lastSeen = new Map<string, { readonly seq: number; readonly clock: number }>()
+    const seenKey = (channel: string, origin: string) => `${channel}\u0000${origin}`
+    const gaps = { filled: 0, unfilled: 0 }
+    const fillGap = (channel: string, origin: string, from: { readonly seq: number; readonly clock: number }, upTo: number) =>
+      Effect.gen(function* () {
+        const found: Array<Extract<Publication, { service: "publish" }>> = []
+        let after: unknown = [from.clock, origin, from.seq]
+        for (let page = 0; page < fillPagesMax; page++) {
+          // `seen`: the server answers once it holds the origin's posts up to the gap's end.
+          const r = yield* Effect.result(call("history", { channel, after, limit: 500, seen: { ...seen, [origin]: Math.max(seen[origin] ?? 0, upTo) } }))
+          if (Result.isFailure(r) || !r.success.ok || !Array.isArray(r.success.data.messages)) break
+          const got = r.success.data.messages as Array<Record<string, unknown>>
+          let reached = false
+          for (const m of got) {
+            if (m.origin !== origin || typeof m.seq !== "number" || m.seq <= from.seq || m.seq > upTo) continue
+            if (typeof m.user !== "string" || typeof m.message !== "string") continue
+            const clock = typeof m.clock === "number" ? m.clock : undefined
+            found.push({ service: "publish", user: m.user, channel, message: m.message, origin, seq: m.seq, ...(typeof m.prev === "number" ? { prev: m.prev } : {}), filled: true, meta: { clock, timestampMs: typeof m.timestamp === "number" ? m.timestamp : undefined, id: undefined } })
+            if (m.seq === upTo) reached = true
+          }
+          const last = got[got.length - 1]
+          if (reached || r.success.data.more !== true || last === undefined) break
+          after = [last.clock, last.origin, last.seq]
+        }
+        return found
+      })
+
     yield* Effect.forkScoped(
       Effect.forever(
         Effect.gen(function* () {
           const { topic, payload } = yield* Queue.take(subscriber.messages)
-          const p = decodePublication(payload)
+          const own = secret
+          const hidden = own !== undefined && topic === own.topic
+          const frame = own !== undefined && hidden ? unseal(own.key, payload) : payload
+          if (frame === undefined) return yield* Effect.logDebug(`dropped a publication on the private topic not sealed with its key`)
+          const p = decodePublication(frame)
           if (!p.ok) return yield* Effect.logDebug(`dropped unreadable publication on '${topic}': ${p.description}`)
           const pub = p.value
-          const mine = pub.service === "message" ? pub.dst === topic && topic === user : pub.channel === topic
+          const mine = pub.service === "message" ? pub.dst === user && (hidden || topic === user) : pub.channel === topic
           if (!mine) return
           stamper.observe(pub.meta.clock)
+          if (pub.service === "publish" && pub.origin !== undefined && pub.seq !== undefined) {
+            const key = seenKey(pub.channel, pub.origin)
+            const last = lastSeen.get(key)
+            if (last !== undefined && pub.seq <= last.seq) return // had it already (filled, or sent twice)
+            if (last !== undefined && pub.prev !== undefined && pub.prev > last.seq) {
+              const missed = yield* fillGap(pub.channel, pub.origin, last, pub.prev)
+              gaps.filled += missed.length
+              if (missed[missed.length - 1]?.seq !== pub.prev) gaps.unfilled += 1
+              for (const m of missed) yield* Queue.offer(publications, m)
+            }
+            lastSeen.set(key, { seq: pub.seq, clock: pub.meta.clock ?? 0 })
+          }
           yield* Queue.offer(publications, pub)
         }),
       ),
     )
 
-    const login = (name: string) =>
-      Effect.tap(call("login", { user: name }), (r) =>
+    const login = (name: string, password?: string) =>
+      Effect.tap(call("login", password === undefined ? { user: name } : { user: name, password }), (r) =>
         r.ok
           ? Effect.gen(function* () {
               if (user !== undefined && user !== name) yield* subscriber.unsubscribe(user)
+              if (secret !== undefined) yield* subscriber.unsubscribe(secret.topic)
               user = name
+              token = typeof r.data.token === "string" ? r.data.token : undefined
+              const { topic, topicKey } = r.data
+              secret =
+                typeof topic === "string" && typeof topicKey === "string" && /^~[0-9a-f]{32}$/.test(topic) && /^[0-9a-f]{64}$/.test(topicKey)
+                  ? { topic, key: Buffer.from(topicKey, "hex") }
+                  : undefined
+              // The name's public topic too: a server that has not yet heard of the claim publishes there.
               yield* subscriber.subscribe(name)
+              if (secret !== undefined) yield* subscriber.subscribe(secret.topic)
             })
           : Effect.void,
       )
+    const withToken = (data: Record<string, unknown>) => (token === undefined ? data : { ...data, token })
 
     return {
       call,
@@ -180,12 +251,20 @@ export const makeClient = (config: ClientConfig): Effect.Effect<BulletinClient, 
       users: () => listAll("users"),
       channel: (name) => call("channel", { channel: name }),
       channels: () => listAll("channels"),
-      publish: (channel, message) => (user === undefined ? notLoggedIn("publish") : call("publish", { user, channel, message })),
-      message: (dst, message) => (user === undefined ? notLoggedIn("message") : call("message", { src: user, dst, message })),
-      history: (query) => call("history", Object.keys(seen).length === 0 ? query : { ...query, seen: { ...seen } }),
+      publish: (channel, message) => (user === undefined ? notLoggedIn("publish") : call("publish", withToken({ user, channel, message }))),
+      message: (dst, message) => (user === undefined ? notLoggedIn("message") : call("message", withToken({ src: user, dst, message }))),
+      history: (query) => call("history", withToken(Object.keys(seen).length === 0 ? query : { ...query, seen: { ...seen } })),
       publications,
       subscribe: subscriber.subscribe,
-      unsubscribe: subscriber.unsubscribe,
+      unsubscribe: (topic) =>
+        Effect.andThen(
+          Effect.sync(() => {
+            // Posts of a channel one no longer follows are no gap when one follows it again.
+            for (const key of lastSeen.keys()) if (key.startsWith(`${topic}\u0000`)) lastSeen.delete(key)
+          }),
+          subscriber.unsubscribe(topic),
+        ),
+      gaps: () => ({ ...gaps }),
       user: () => user,
       stamper,
     } satisfies BulletinClient

@@ -43,6 +43,8 @@ export interface ReplicationStore {
   readonly origins: () => ReadonlyArray<string>
   readonly lastSeq: (origin: string) => number
   readonly opsAfter: (origin: string, afterSeq: number, limit: number) => ReadonlyArray<Op>
+  /** The seq of the origin's last stored post on a channel (0: none); without it, posts carry no `prev`. */
+  readonly lastPost?: (origin: string, channel: string) => number
   /** Makes the ops durable (idempotently); `done` once they are, with an error if not. */
   readonly apply: (ops: ReadonlyArray<Op>, done: (error?: unknown) => void) => void
 }
@@ -53,6 +55,7 @@ export const storeReads = (store: Omit<ReplicationStore, "apply">): Omit<Replica
   origins: store.origins,
   lastSeq: store.lastSeq,
   opsAfter: store.opsAfter,
+  ...(store.lastPost === undefined ? {} : { lastPost: store.lastPost }),
 })
 
 export type ReplicationTrace =
@@ -80,6 +83,9 @@ export interface ReplicationEnv {
 }
 
 export const replicationTopic = "replication"
+
+/** A catch-up reply reads at most this many ops of one origin (then says `more`), besides the byte budget. */
+export const opsPerOriginMax = 4096
 
 /** Own ops written in one batch at most. */
 const ownBatchMax = 256
@@ -209,7 +215,16 @@ export class ReplicationNode {
     if (this.#ownWriting || this.#own.length === 0 || this.#stopped) return
     const batch = this.#own.splice(0, ownBatchMax)
     let seq = Math.max(this.#seq, this.#env.store.lastSeq(this.config.name))
-    const ops = batch.map(({ input }) => ({ ...input, origin: this.config.name, seq: (seq += 1) }) as Op)
+    // Each post's `prev`: the seq of our previous post on its channel (earlier in this batch, or stored).
+    const prevs = new Map<string, number>()
+    const ops = batch.map(({ input }) => {
+      const op = { ...input, origin: this.config.name, seq: (seq += 1) } as Op
+      const lastPost = this.#env.store.lastPost
+      if (op.kind !== "publish" || lastPost === undefined) return op
+      const prev = prevs.get(op.channel) ?? lastPost(this.config.name, op.channel)
+      prevs.set(op.channel, op.seq)
+      return { ...op, prev }
+    })
     this.#ownWriting = true
     this.#env.store.apply(ops, (error) => {
       this.#ownWriting = false
@@ -275,7 +290,7 @@ export class ReplicationNode {
       // Own keys only: an origin named "constructor" must not read Object.prototype.
       const after = Object.hasOwn(theirs, origin) ? theirs[origin]! : 0
       if (store.lastSeq(origin) <= after || more) continue
-      const batch = store.opsAfter(origin, after, 256)
+      const batch = store.opsAfter(origin, after, opsPerOriginMax)
       for (const op of batch) {
         const size = encode(op).byteLength
         if (bytes + size > this.config.replyBytesMax && ops.length > 0) {
@@ -285,7 +300,7 @@ export class ReplicationNode {
         ops.push(op)
         bytes += size
       }
-      if (batch.length === 256) more = true
+      if (batch.length === opsPerOriginMax) more = true
     }
     return encodeEnvelope("replicate", { ops, more }, stamp())
   }
@@ -309,7 +324,7 @@ export class ReplicationNode {
     try {
       this.#env.net.request(addr, frame, this.config.syncTimeoutMs, "replicate", (reply) => {
         if (this.#stopped) return
-        const env = reply === undefined ? undefined : decodeEnvelope(reply)
+        const env = reply === undefined ? undefined : decodeEnvelope(reply, Limits.clusterFrameBytesMax)
         if (env === undefined || !env.ok || env.envelope.data.status === "erro") return failed()
         this.#env.lamport.observe(env.envelope.meta.clock)
         const raw = env.envelope.data.ops

@@ -3,6 +3,7 @@ import type { InspectionEvent } from "xstate"
 import { type CoordinationConfig, type CoordinationNet, CoordinationNode, type TraceEvent, type XClock, defaultCoordinationConfig } from "./coordination.ts"
 import { coordinatorTopic } from "../protocol/coordination.ts"
 import { type LeaseStore, leaseLamport } from "./lamportLease.ts"
+import { type Credentials, claimRef, issueToken, passwordMatches, privateTopic, replicationSeal, seal, tokenValid, unseal } from "./credentials.ts"
 import { type ReplicationConfig, ReplicationNode, type ReplicationTrace, defaultReplicationConfig, replicationTopic, storeReads } from "./replication.ts"
 import { serviceOf } from "../protocol/replication.ts"
 import { decode, encode } from "../protocol/codec.ts"
@@ -58,6 +59,10 @@ export interface ServerConfig {
   readonly lamportLease: LeaseStore | undefined
   /** Watchers of the server's insides (the simulator's checkers, tests); called synchronously, must not throw. */
   readonly observe?: ServerObserver
+  /** Accounts: hashing, randomness and the cluster's token key (none: open mode, no accounts). */
+  readonly credentials?: Credentials
+  /** Every name must be claimed with a password before it can post, send or read private messages. */
+  readonly requireAccounts?: boolean
 }
 
 /** What a server shows of itself to an observer. */
@@ -218,7 +223,18 @@ export const server = (config: ServerConfig) =>
     if (config.lamportLease !== undefined) leaseLamport(config.lamportLease, stamper.lamport)
     yield* Effect.logInfo(`server ${config.name}: ${store.opCount()} ops on disk, next seq ${store.lastSeq(config.name) + 1}, Lamport clock ${stamper.lamport.current}`)
 
-    const publisher = yield* transport.publisher(config.proxyFrontend, { cluster: true })
+    // With the cluster's key, the replication stream is sealed (the proxy's
+    // subscriber port is open to standard clients, and a subscriber to ""
+    // sees every topic): only the cluster reads it, and nobody forges it.
+    const replicationKey = config.credentials?.key(replicationSeal)
+    const rawPublisher = yield* transport.publisher(config.proxyFrontend, { cluster: true })
+    const publisher: Publisher = {
+      publish: (topic, payload) =>
+        rawPublisher.publish(topic, replicationKey !== undefined && topic === replicationTopic ? seal(replicationKey, config.credentials!.nonce(), payload) : payload),
+      dropped: rawPublisher.dropped,
+    }
+    /** A replication frame as received: opened (undefined if it was not sealed with the cluster's key). */
+    const opened = (payload: Uint8Array) => (replicationKey === undefined ? payload : unseal(replicationKey, payload))
     const clock = yield* Clock.Clock
     // Fibers the nodes start (a request, a durable apply, a log line) belong
     // to this server's scope: a shutdown, or the simulator's crash,
@@ -234,6 +250,8 @@ export const server = (config: ServerConfig) =>
     let handled = 0
     /** Requests answered "busy" since the last monitoring report. */
     let busy = 0
+    /** Replication frames refused: not sealed with the cluster's key (forged, or from a server without it). */
+    let unsealed = 0
     const replication = new ReplicationNode(
       { ...defaultReplicationConfig(config.name), ...config.replication },
       {
@@ -275,7 +293,13 @@ export const server = (config: ServerConfig) =>
         const post = postOf(op)
         if (post !== undefined) {
           const { topic, payload } = publicationOf(post)
-          yield* publisher.publish(topic, payload)
+          // A private message to a claimed user goes, sealed, on the topic only its logged-in clients know.
+          const claim = post.service === "message" && config.credentials !== undefined ? store.account(post.dst) : undefined
+          if (claim === undefined) yield* publisher.publish(topic, payload)
+          else {
+            const hidden = privateTopic(config.credentials!, post.service === "message" ? post.dst : "", claimRef(claim))
+            yield* publisher.publish(hidden.topic, seal(hidden.key, config.credentials!.nonce(), payload))
+          }
         }
         return op
       })
@@ -351,9 +375,65 @@ export const server = (config: ServerConfig) =>
         return yield* reply(service, { status: "OK", cursor: cursorOf(op) })
       })
 
+    // --- accounts (our extension; see credentials.ts) --------------------------------------
+    const credentials = config.credentials
+    const nowMs = () => Math.floor(stamper.adjust(clock.currentTimeMillisUnsafe()))
+    const tokenFor = (user: string, claim: Extract<Op, { kind: "account" }>) =>
+      Effect.flatMap(issueToken(credentials!, user, claimRef(claim), nowMs()), (token) => {
+        const hidden = privateTopic(credentials!, user, claimRef(claim))
+        return reply("login", { status: okStatus("login"), token, topic: hidden.topic, topicKey: Buffer.from(hidden.key).toString("hex") })
+      })
+
+    /** A login to a claimed name: its password, then a token. */
+    const loginClaimed = (user: string, password: string | undefined, claim: Extract<Op, { kind: "account" }>) =>
+      Effect.gen(function* () {
+        if (password === undefined || credentials === undefined) return yield* fail("login", `'${user}' is a claimed name: log in with its password`)
+        if (!(yield* passwordMatches(credentials, password, claim))) return yield* fail("login", `wrong password for '${user}'`)
+        return yield* tokenFor(user, claim)
+      })
+
+    /** A first login with a password: the name's claim, an op like any other (the first in the total order holds). */
+    const claimName = (user: string, password: string, meta: Meta) =>
+      Effect.gen(function* () {
+        if (credentials === undefined) return yield* fail("login", "accounts need the cluster's key: this cluster runs in open mode")
+        const { op } = yield* once(
+          meta.id,
+          Effect.gen(function* () {
+            const held = store.account(user)
+            if (held !== undefined) return held
+            if (!store.hasUser(user)) yield* commit({ kind: "user", user, ...(yield* opStamp) })
+            const salt = yield* credentials.random(16)
+            const hash = yield* credentials.hash(password, salt)
+            return yield* commit({ kind: "account", user, salt, hash, id: meta.id, ...(yield* opStamp) })
+          }),
+        )
+        // Another claim may have come first (from another server, replicated meanwhile): it holds.
+        const holder = store.account(user) ?? (op?.kind === "account" ? op : undefined)
+        if (holder === undefined) return yield* fail("login", `'${user}' could not be claimed; retry`)
+        return yield* loginClaimed(user, password, holder)
+      })
+
+    /**
+     * A request acting as `name` (posting as it, sending as it, reading its
+     * private conversations): refused for a claimed name without a valid token,
+     * and for any name when the cluster requires accounts. Undefined: go on.
+     */
+    const refusedAs = (name: string, token: string | undefined, service: "publish" | "message" | "history" = "publish") => {
+      const claim = store.account(name)
+      if (claim === undefined) {
+        return config.requireAccounts === true ? fail(service, `this cluster requires accounts: log in to '${name}' with a password first`) : undefined
+      }
+      if (credentials !== undefined && tokenValid(credentials, token, name, claimRef(claim), nowMs())) return undefined
+      return fail(service, `'${name}' is a claimed name: log in with its password (this request carries no valid token for it)`)
+    }
+
     const handlers: { [S in ClientRequest["service"]]: (req: RequestOf<S>, meta: Meta) => Effect.Effect<Uint8Array, unknown> } = {
       login: (req, meta) =>
         Effect.gen(function* () {
+          const claimed = store.account(req.user)
+          if (claimed !== undefined) return yield* loginClaimed(req.user, req.password, claimed)
+          if (req.password !== undefined) return yield* claimName(req.user, req.password, meta)
+          if (config.requireAccounts === true) return yield* fail("login", `this cluster requires accounts: log in to '${req.user}' with a password (the first login with one claims the name)`)
           if (!store.hasUser(req.user) && (meta.id === undefined || store.opForRequest(meta.id) === undefined)) {
             yield* once(meta.id, Effect.suspend(() => (store.hasUser(req.user) ? Effect.succeed(undefined) : Effect.flatMap(opStamp, (stamp) => commit({ kind: "user", user: req.user, id: meta.id, ...stamp })))))
           }
@@ -373,14 +453,17 @@ export const server = (config: ServerConfig) =>
         }),
       channels: (req) => reply("channels", { status: "OK", ...listPage("channels", store.channels(), req) }),
       publish: (req, meta) =>
+        refusedAs(req.user, req.token) ??
         post("publish", meta, () => store.hasChannel(req.channel), `channel '${req.channel}' does not exist`, (stamp) => ({
           kind: "publish", user: req.user, channel: req.channel, message: req.message, id: meta.id, ...stamp,
         })),
       message: (req, meta) =>
+        refusedAs(req.src, req.token, "message") ??
         post("message", meta, () => store.hasUser(req.dst), `user '${req.dst}' does not exist`, (stamp) => ({
           kind: "message", src: req.src, dst: req.dst, message: req.message, id: meta.id, ...stamp,
         })),
       history: (req) =>
+        (req.user === undefined ? undefined : refusedAs(req.user, req.token, "history")) ??
         Effect.gen(function* () {
           // A server that is catching up (after a restart or a partition) answers once it has.
           yield* whenReady
@@ -434,7 +517,7 @@ export const server = (config: ServerConfig) =>
     // Coordinator announcements on a subscriber of their own: the control
     // plane never waits behind a burst of replication on the data plane's queue.
     const announcements = config.coordination === undefined ? undefined : yield* transport.subscriber(config.proxyBackend, [coordinatorTopic])
-    yield* awaitSubscription(config, publisher, subscriber, stamper)
+    yield* awaitSubscription(config, publisher, subscriber, stamper, opened)
     replication.start()
     const node =
       config.coordination === undefined
@@ -491,7 +574,12 @@ export const server = (config: ServerConfig) =>
           Effect.gen(function* () {
             // Everything that has arrived goes to disk in one batch (one fsync).
             const batch = yield* Queue.takeBetween(subscriber.messages, 1, replicationBatchMax)
-            const frames = batch.map((p) => p.payload)
+            const frames = batch.flatMap((p) => {
+              const frame = opened(p.payload)
+              if (frame === undefined && unsealed++ % 1000 === 0) run(Effect.logWarning(`server ${config.name}: ${unsealed} replication frame(s) refused: not sealed with the cluster's key`))
+              return frame === undefined ? [] : [frame]
+            })
+            if (frames.length === 0) return
             yield* Effect.callback<void>((resume) => replication.handlePublications(frames, () => resume(Effect.void)))
           }),
         ),
@@ -555,13 +643,15 @@ export const server = (config: ServerConfig) =>
  * `readyTimeoutMs`.
  */
 const readyTimeoutMs = 5_000
-const awaitSubscription = (config: ServerConfig, publisher: Publisher, subscriber: Subscriber, stamper: Stamper) =>
+const awaitSubscription = (config: ServerConfig, publisher: Publisher, subscriber: Subscriber, stamper: Stamper, opened: (payload: Uint8Array) => Uint8Array | undefined) =>
   Effect.gen(function* () {
     const probe = `${config.name}:${yield* Random.nextIntBetween(0, 2 ** 48, { halfOpen: true })}`
     const seen = Effect.gen(function* () {
       for (;;) {
         const { payload } = yield* Queue.take(subscriber.messages)
-        const raw = decode(payload)
+        const frame = opened(payload)
+        if (frame === undefined) continue
+        const raw = decode(frame)
         if (raw.ok && (raw.value as { data?: { probe?: unknown } } | null)?.data?.probe === probe) return
       }
     })

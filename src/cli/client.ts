@@ -10,13 +10,15 @@ const spec: Spec = {
   broker: { env: "BROKER_ADDR", default: "127.0.0.1", help: "broker host" },
   proxy: { env: "PROXY_ADDR", default: "127.0.0.1", help: "proxy host" },
   user: { env: "BULLETIN_USER", help: "log in as this user at start" },
+  password: { env: "BULLETIN_PASSWORD", help: "the password of every login (claims the name on its first login with one; the cluster needs its key for accounts)" },
   json: { boolean: true, help: "print replies and incoming messages as JSON lines (for scripts)" },
   linger: { default: "0", help: "with commands from stdin: milliseconds to keep showing incoming messages after the last one" },
   timeout: { default: "2500", help: "milliseconds to wait for a reply before retrying" },
 }
 
 export const commandsHelp = `Commands:
-  login NAME                 log in (and receive private messages to NAME)
+  login NAME [PASSWORD]      log in (and receive private messages to NAME); a password claims
+                             the name, or proves it is yours (default: --password)
   users                      list users
   channels                   list channels
   channel NAME               create a channel
@@ -57,7 +59,7 @@ const showReply = (r: Reply): string => {
 
 type Out = (line: string) => void
 
-const execute = (client: BulletinClient, line: string, out: Out, json: boolean) =>
+const execute = (client: BulletinClient, line: string, out: Out, json: boolean, password?: string) =>
   Effect.gen(function* () {
     const [cmd, ...args] = line.trim().split(/\s+/)
     const text = line.trim().slice((cmd ?? "").length).trim()
@@ -73,7 +75,7 @@ const execute = (client: BulletinClient, line: string, out: Out, json: boolean) 
       case "":
         return true
       case "login":
-        if (needs(1, "login NAME")) print(yield* client.login(args[0]!))
+        if (needs(1, "login NAME [PASSWORD]")) print(yield* client.login(args[0]!, args[1] ?? password))
         return true
       case "users":
         print(yield* client.users())
@@ -163,7 +165,8 @@ export const runClientCli = (argv: ReadonlyArray<string>) => {
         ),
       ),
     )
-    if (p.values.user !== undefined) yield* execute(client, `login ${p.values.user}`, out, json)
+    const password = p.values.password === "" ? undefined : p.values.password
+    if (p.values.user !== undefined) yield* execute(client, `login ${p.values.user}`, out, json, password)
     if (interactive) {
       out(`connected to ${config.broker}; type help for commands`)
       rl.prompt()
@@ -171,7 +174,7 @@ export const runClientCli = (argv: ReadonlyArray<string>) => {
     for (;;) {
       const line = yield* Queue.take(lines)
       if (line === null) break
-      const goOn = yield* execute(client, line, out, json)
+      const goOn = yield* execute(client, line, out, json, password)
       if (!goOn) break
       if (interactive) rl.prompt()
     }

@@ -6,6 +6,7 @@ import { defaultClientConfig } from "../actors/client.ts"
 import { broker, proxy } from "../actors/devices.ts"
 import { runMain, withClockSkew } from "../actors/runtime.ts"
 import { fileLease } from "../actors/lamportLease.ts"
+import { nodeCredentials } from "../actors/credentials.ts"
 import { defaultReferenceConfig, reference } from "../actors/reference.ts"
 import { type CoordinationSettings, defaultServerConfig, server } from "../actors/server.ts"
 import { layerLmdb } from "../store/Store.ts"
@@ -41,6 +42,7 @@ const specs = {
     "clock-skew": { env: "CLOCK_SKEW_MS", default: "0", help: "fault injection: run as if this host's clock were off by this many ms (Berkeley pulls it back)" },
     inspect: { boolean: true, help: "send every machine's inspection events to the XState inspector relay (see --inspect-url, `bulletin inspector`)" },
     "inspect-url": { env: "INSPECT_URL", default: inspectUrlDefault, help: "WebSocket of the inspector relay" },
+    "require-accounts": { boolean: true, env: "REQUIRE_ACCOUNTS", help: "every name must be claimed with a password before it posts, sends or reads private messages" },
   },
   reference: {
     ...security,
@@ -54,6 +56,7 @@ const specs = {
     "per-channel": { env: "BOT_PER_CHANNEL", default: "10", help: "posts to one channel before picking another" },
     max: { env: "BOT_MAX", default: "0", help: "stop after this many posts (0: never)" },
     name: { env: "BOT_NAME", help: "fixed bot name (default: random)" },
+    password: { env: "BULLETIN_PASSWORD", help: "log in with this password (claims the name; needed where the cluster requires accounts)" },
   },
 } satisfies Record<string, Spec>
 
@@ -78,12 +81,13 @@ Commands:
   bench     benchmarks against raw ZeroMQ on this machine
 `
 
-/** The Transport of a cluster role: CURVE with the cluster's key, or (said loudly) open. */
-const clusterTransport = (role: string, p: { readonly values: Record<string, string | undefined>; readonly flags: Record<string, boolean> }) => {
+/** The security of a cluster role: CURVE with the cluster's key, or (said loudly) open. */
+const securityOf = (role: string, p: { readonly values: Record<string, string | undefined>; readonly flags: Record<string, boolean> }) => {
   const sec = securityFrom({ open: p.flags.open === true, keyFile: p.values.key, env: process.env })
   if (sec.mode === "open") console.warn(`${role}: OPEN MODE: links between cluster roles are neither authenticated nor encrypted; anyone who reaches them can join, forge and read (use a cluster key: bulletin keygen)`)
-  return layerZmq(undefined, sec)
+  return sec
 }
+const clusterTransport = (role: string, p: Parameters<typeof securityOf>[1]) => layerZmq(undefined, securityOf(role, p))
 
 const inspectorFor = async (url: string, name: string) => {
   const { statelyInspector } = await import("./inspect.ts")
@@ -171,7 +175,8 @@ const main = async (argv: ReadonlyArray<string>) => {
       const p = show(specs.server, "a server")
       const { values, flags } = p
       const name = values.name ?? process.env.HOSTNAME ?? hostname()
-      const transport = clusterTransport(`server ${name}`, p)
+      const security = securityOf(`server ${name}`, p)
+      const transport = layerZmq(undefined, security)
       const data = values.data ?? join(values["data-root"]!, name)
       claimDataDir(data, name)
       // Connections leave from the server's own address (ZeroMQ's
@@ -185,6 +190,8 @@ const main = async (argv: ReadonlyArray<string>) => {
         proxyBackend: from(endpoint(values.proxy!, Ports.proxyBackend)),
         coordination: values.reference === "none" ? undefined : coordinationOf(values),
         lamportLease: fileLease(join(data, "lamport")),
+        credentials: security.mode === "curve" ? nodeCredentials(security.key.secretKey) : undefined,
+        requireAccounts: flags["require-accounts"] === true,
         inspect: flags.inspect ? await inspectorFor(values["inspect-url"]!, name) : undefined,
       }
       const skew = Number(values["clock-skew"])
@@ -201,6 +208,7 @@ const main = async (argv: ReadonlyArray<string>) => {
         messagesPerChannel: int(values["per-channel"], "per-channel", 1),
         messagesMax: int(values.max, "max"),
         name: values.name,
+        password: values.password === "" ? undefined : values.password,
       }
       return runMain(Effect.scoped(bot(config)).pipe(Effect.provide(layerZmq())))
     }

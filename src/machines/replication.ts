@@ -1,4 +1,4 @@
-import { assign, emit, setup } from "xstate"
+import { assign, emit, enqueueActions, setup } from "xstate"
 
 /**
  * When a server pulls missing operations from its peers: the ZeroMQ guide's
@@ -27,7 +27,8 @@ import { assign, emit, setup } from "xstate"
  *   ready { caughtUp }       serve history (caughtUp false: gave up waiting)
  *   catchingUp               hold history back
  * Delays: syncInterval, syncTimeout (a pull's reply), catchUpTimeout (the
- *   longest history is held back), startupTimeout (no peer list: alone)
+ *   longest history is held back without a pull answered: a catch-up that
+ *   progresses is never cut short), startupTimeout (no peer list: alone)
  */
 export interface ReplicationInput {
   readonly self: string
@@ -55,6 +56,8 @@ export type ReplicationEvent =
   | { readonly type: "PULLED"; readonly peer: string; readonly more: boolean }
   | { readonly type: "PULL_FAILED"; readonly peer: string }
   | { readonly type: "REJOINED" }
+  /** Internal: raised catchUpTimeout after the last answered pull of a catch-up (or its start). */
+  | { readonly type: "CATCH_UP_STALLED" }
 
 export type ReplicationEmitted =
   | { readonly type: "pull"; readonly peer: string }
@@ -62,6 +65,8 @@ export type ReplicationEmitted =
   | { readonly type: "catchingUp" }
 
 export const replicationDefaults: ReplicationInput = { self: "", syncIntervalMs: 2_000, syncTimeoutMs: 1_500, catchUpTimeoutMs: 10_000, startupTimeoutMs: 3_000 }
+
+const stallTimer = "catchUpStall"
 
 const newPeers = (context: ReplicationContext, event: ReplicationEvent) =>
   event.type === "PEERS" ? event.peers.filter((p) => p !== context.self && !context.peers.includes(p)) : []
@@ -115,6 +120,12 @@ export const replicationMachine = setup({
     ready: emit({ type: "ready" as const, caughtUp: true }),
     gaveUp: emit({ type: "ready" as const, caughtUp: false }),
     holdBack: emit({ type: "catchingUp" as const }),
+    /** (Re)starts the stall timer: a catch-up that progresses is never cut short. */
+    armStall: enqueueActions(({ enqueue }) => {
+      enqueue.cancel(stallTimer)
+      enqueue.raise({ type: "CATCH_UP_STALLED" }, { id: stallTimer, delay: "catchUpTimeout" })
+    }),
+    disarmStall: enqueueActions(({ enqueue }) => enqueue.cancel(stallTimer)),
   },
 }).createMachine({
   id: "replication",
@@ -127,12 +138,13 @@ export const replicationMachine = setup({
       after: { startupTimeout: { target: "live", actions: "ready" } },
     },
     catchingUp: {
-      entry: "holdBack",
+      entry: ["holdBack", "armStall"],
+      exit: "disarmStall",
       initial: "next",
       on: {
         PEERS: { actions: ["pendNew", "setPeers"] },
+        CATCH_UP_STALLED: { target: "live", actions: "gaveUp" },
       },
-      after: { catchUpTimeout: { target: "live", actions: "gaveUp" } },
       states: {
         next: {
           always: [{ guard: "nothingPending", target: "#replication.live", actions: "ready" }, { target: "pulling", actions: "targetPending" }],
@@ -141,8 +153,8 @@ export const replicationMachine = setup({
           entry: "pull",
           on: {
             PULLED: [
-              { guard: "targetHasMore", target: "pulling", reenter: true },
-              { guard: "fromTarget", target: "next", actions: "dropTarget" },
+              { guard: "targetHasMore", target: "pulling", reenter: true, actions: "armStall" },
+              { guard: "fromTarget", target: "next", actions: ["dropTarget", "armStall"] },
             ],
             PULL_FAILED: { guard: "fromTarget", target: "next", actions: "dropTarget" },
           },

@@ -21,8 +21,17 @@ export const Limits = {
   requestIdCharsMax: 64,
   /** Origins (servers ever) in a replication vector. */
   originsMax: 1_024,
-  /** A catch-up reply's ops, encoded: below `frameBytesMax` with room for the envelope. */
-  replicateReplyBytesMax: 48 * 1024,
+  /**
+   * Frames between cluster members that may be larger than a client's:
+   * catch-up replies. Well below `transportFrameBytesMax`.
+   */
+  clusterFrameBytesMax: 1024 * 1024,
+  /**
+   * A catch-up reply's ops, encoded: below `clusterFrameBytesMax` with room
+   * for the envelope. Large pages, so that catching up costs one round trip
+   * and one disk flush per megabyte, whatever the size of the posts.
+   */
+  replicateReplyBytesMax: 1000 * 1024,
   /**
    * A history reply's entries, encoded: below `frameBytesMax` with room for
    * the envelope (500 long posts would not fit in a frame a client accepts).

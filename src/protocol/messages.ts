@@ -24,6 +24,8 @@ export const Cursor = Schema.Union([
 ])
 export type Cursor = typeof Cursor.Type
 
+const Password = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(256))
+const Token = Schema.String.check(Schema.isMaxLength(200))
 const HistoryLimit = Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: Limits.historyLimitMax }))
 const ListLimit = Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: Limits.listLimitMax }))
 /** Our extension: a page of the list, names after `after` (exclusive), at most `limit`; the reply says `more`. */
@@ -31,12 +33,14 @@ const ListPage = Schema.Struct({ limit: Schema.optionalKey(ListLimit), after: Sc
 
 /** The `data` of each client service, without the envelope fields. */
 export const RequestData = {
-  login: Schema.Struct({ user: Name }),
+  /** `password` (ours): claims the name on a first login, is required on later ones (see accounts). */
+  login: Schema.Struct({ user: Name, password: Schema.optionalKey(Password) }),
   users: ListPage,
   channel: Schema.Struct({ channel: Name }),
   channels: ListPage,
-  publish: Schema.Struct({ user: Name, channel: Name, message: Text }),
-  message: Schema.Struct({ src: Name, dst: Name, message: Text }),
+  /** `token` (ours): the login's, required to post or send as a claimed name. */
+  publish: Schema.Struct({ user: Name, channel: Name, message: Text, token: Schema.optionalKey(Token) }),
+  message: Schema.Struct({ src: Name, dst: Name, message: Text, token: Schema.optionalKey(Token) }),
   /**
    * Our extension. Either `channel`, or `user` + `peer` for the private
    * conversation between two users. `before` / `after` are exclusive cursors.
@@ -48,6 +52,8 @@ export const RequestData = {
     before: Schema.optionalKey(Cursor),
     after: Schema.optionalKey(Cursor),
     limit: Schema.optionalKey(HistoryLimit),
+    /** Ours: the login's token, required to read a claimed user's private conversations. */
+    token: Schema.optionalKey(Token),
     /**
      * Read-your-writes (ours): per origin server, the highest seq of this
      * client's own writes (from its replies' cursors). A server that has not
@@ -113,9 +119,11 @@ type Envelope = { service: string; data: Record<string, unknown>; meta: Meta }
 /** Frame bytes to the envelope: size, MessagePack, map shape, service, clock, timestamp, id. */
 export const decodeEnvelope = (
   frame: Uint8Array,
+  /** `Limits.clusterFrameBytesMax` for the frames between cluster members that may be larger. */
+  bytesMax: number = Limits.frameBytesMax,
 ): { ok: true; envelope: Envelope } | { ok: false; service: string | undefined; description: string; meta: Meta | undefined } => {
-  if (frame.byteLength > Limits.frameBytesMax) {
-    return { ok: false, service: undefined, meta: undefined, description: `frame too large: ${frame.byteLength} bytes, the limit is ${Limits.frameBytesMax}` }
+  if (frame.byteLength > bytesMax) {
+    return { ok: false, service: undefined, meta: undefined, description: `frame too large: ${frame.byteLength} bytes, the limit is ${bytesMax}` }
   }
   const raw = decode(frame)
   if (!raw.ok) return { ok: false, service: undefined, meta: undefined, description: raw.error }
@@ -192,7 +200,7 @@ export const errorReply = (service: string | undefined, description: string, sta
 
 /** A history entry, as it appears in `history` replies and publications. */
 export type Post =
-  | { readonly service: "publish"; readonly user: string; readonly channel: string; readonly message: string; readonly timestamp: number; readonly clock: number; readonly origin: string; readonly seq: number }
+  | { readonly service: "publish"; readonly user: string; readonly channel: string; readonly message: string; readonly timestamp: number; readonly clock: number; readonly origin: string; readonly seq: number; readonly prev?: number }
   | { readonly service: "message"; readonly src: string; readonly dst: string; readonly message: string; readonly timestamp: number; readonly clock: number; readonly origin: string; readonly seq: number }
 
 export const cursorOf = (p: { clock: number; origin: string; seq: number }): [number, string, number] => [p.clock, p.origin, p.seq]
@@ -201,8 +209,8 @@ export const cursorOf = (p: { clock: number; origin: string; seq: number }): [nu
 export const publicationOf = (post: Post): { topic: string; payload: Uint8Array } => {
   const stamp = { clock: post.clock, timestampMs: post.timestamp }
   if (post.service === "publish") {
-    const { user, channel, message, origin, seq } = post
-    return { topic: channel, payload: encodeEnvelope("publish", { user, channel, message, origin, seq }, stamp) }
+    const { user, channel, message, origin, seq, prev } = post
+    return { topic: channel, payload: encodeEnvelope("publish", prev === undefined ? { user, channel, message, origin, seq } : { user, channel, message, origin, seq, prev }, stamp) }
   }
   const { src, dst, message, origin, seq } = post
   return { topic: dst, payload: encodeEnvelope("message", { src, dst, message, origin, seq }, stamp) }
@@ -225,10 +233,30 @@ export const decodeIncoming = (frame: Uint8Array): { ok: true; value: Incoming }
 }
 
 const PublishPayload = Schema.Struct({ user: Schema.String, channel: Schema.String, message: Schema.String })
+const seqOf = (u: unknown) => (typeof u === "number" && Number.isSafeInteger(u) && u >= 0 ? u : undefined)
+/** Ours, read leniently (a standard server sends none; a field of the wrong type is left out, not fatal). */
+const positionOf = (data: Record<string, unknown>) => {
+  const origin = typeof data.origin === "string" && data.origin.length <= 64 ? data.origin : undefined
+  const seq = seqOf(data.seq)
+  const prev = seqOf(data.prev)
+  return { ...(origin === undefined ? {} : { origin }), ...(seq === undefined ? {} : { seq }), ...(prev === undefined ? {} : { prev }) }
+}
 const MessagePayload = Schema.Struct({ src: Schema.String, dst: Schema.String, message: Schema.String })
 
 export type Publication =
-  | { readonly service: "publish"; readonly user: string; readonly channel: string; readonly message: string; readonly meta: Meta }
+  | {
+      readonly service: "publish"
+      readonly user: string
+      readonly channel: string
+      readonly message: string
+      readonly meta: Meta
+      /** Ours: the origin server, its seq, and the seq of its previous post on the channel. */
+      readonly origin?: string
+      readonly seq?: number
+      readonly prev?: number
+      /** Ours: not received live but filled from history (a gap in the publications). */
+      readonly filled?: boolean
+    }
   | { readonly service: "message"; readonly src: string; readonly dst: string; readonly message: string; readonly meta: Meta }
 
 /** A channel post or private message received from the proxy. */
@@ -238,7 +266,7 @@ export const decodePublication = (frame: Uint8Array): { ok: true; value: Publica
   const { service, data, meta } = inc.value
   if (service === "publish") {
     const r = Schema.decodeUnknownResult(PublishPayload)(data)
-    return r._tag === "Success" ? { ok: true, value: { service, ...r.success, meta } } : { ok: false, description: oneLine(r.failure) }
+    return r._tag === "Success" ? { ok: true, value: { service, ...r.success, ...positionOf(data), meta } } : { ok: false, description: oneLine(r.failure) }
   }
   if (service === "message") {
     const r = Schema.decodeUnknownResult(MessagePayload)(data)

@@ -18,11 +18,24 @@ const base = {
   id: Schema.optionalKey(Schema.UndefinedOr(Schema.String.check(Schema.isMaxLength(Limits.requestIdCharsMax)))),
 }
 
+const Hex = Schema.String.check(Schema.isPattern(/^[0-9a-f]{16,128}$/))
+
 export const Op = Schema.Union([
   Schema.Struct({ kind: Schema.Literal("user"), user: Name, ...base }),
   Schema.Struct({ kind: Schema.Literal("channel"), channel: Name, ...base }),
-  Schema.Struct({ kind: Schema.Literal("publish"), user: Name, channel: Name, message: Text, ...base }),
+  /**
+   * `prev` (ours): the seq of the origin's previous post on this channel (0:
+   * none). A subscriber that sees it skip a post it did not get knows it
+   * lost publications, and fills them from history.
+   */
+  Schema.Struct({ kind: Schema.Literal("publish"), user: Name, channel: Name, message: Text, prev: Schema.optionalKey(Count), ...base }),
   Schema.Struct({ kind: Schema.Literal("message"), src: Name, dst: Name, message: Text, ...base }),
+  /**
+   * A claimed name (accounts, our extension): the password's salted hash.
+   * The first claim in the total order (clock, origin, seq) holds, on every
+   * replica, whatever order the claims arrive in.
+   */
+  Schema.Struct({ kind: Schema.Literal("account"), user: Name, salt: Hex, hash: Hex, ...base }),
 ])
 export type Op = typeof Op.Type
 
@@ -37,7 +50,7 @@ export const decodeOp = (u: unknown): Op | undefined => {
 /** The history entry an op shows as (channel posts and private messages only). */
 export const postOf = (op: Op): Post | undefined => {
   const { clock, timestamp, origin, seq } = op
-  if (op.kind === "publish") return { service: "publish", user: op.user, channel: op.channel, message: op.message, timestamp, clock, origin, seq }
+  if (op.kind === "publish") return { service: "publish", user: op.user, channel: op.channel, message: op.message, timestamp, clock, origin, seq, ...(op.prev === undefined ? {} : { prev: op.prev }) }
   if (op.kind === "message") return { service: "message", src: op.src, dst: op.dst, message: op.message, timestamp, clock, origin, seq }
   return undefined
 }

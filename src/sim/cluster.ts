@@ -5,6 +5,7 @@ import { type ClientConfig, defaultClientConfig, makeClient } from "../actors/cl
 import { type CoordinationConfig, type TraceEvent, defaultCoordinationConfig } from "../actors/coordination.ts"
 import { broker, proxy } from "../actors/devices.ts"
 import { type MonitorReport, decodeReport, monitorTopic } from "../actors/monitor.ts"
+import { simulatedCredentials } from "../actors/credentials.ts"
 import { reference } from "../actors/reference.ts"
 import type { RegistrySnapshot } from "../actors/registry.ts"
 import type { ReplicationConfig } from "../actors/replication.ts"
@@ -135,6 +136,9 @@ const endpoints = {
   proxyBack: "tcp://proxy:5558",
   peer: (name: string) => `tcp://${name}:5560`,
 }
+
+/** The password the simulated client u1 claims its name with. */
+const simPassword = "u1's password"
 
 /** Errors from faults the run injected (a full or failing disk): expected, not bugs. */
 const injected = /ENOSPC|EIO|disk is full|cannot write to its disk/
@@ -286,6 +290,7 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
           monitor: { intervalMs: options.monitorEveryMs ?? monitorEveryMsDefault },
           lamportLease: { load: () => r.lease, save: (v: number) => void (r.lease = v) },
           inspect: options.inspect === undefined ? undefined : (machine: string) => options.inspect!(r.name, machine, () => sched.now),
+          credentials: clusterKey === undefined ? undefined : simulatedCredentials(() => prng.next()),
           observe: {
             started: (view: ServerView) => {
               if (r.incarnation === incarnation) r.view = view
@@ -316,6 +321,8 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
           writesPerSecond: (scenario.writesPerSecond ?? 0) / clientCount,
           readsPerSecond: scenario.messagesPerSecond / clientCount,
           peers: clientNames.map((_, j) => `u${j + 1}`),
+          // u1 claims its name (accounts need the cluster key); the others use the standard's open names.
+          ...(i === 0 && clusterKey !== undefined ? { password: simPassword } : {}),
         })
       }
       case "bot":
@@ -542,7 +549,18 @@ export const runScenario = (scenario: Scenario, options: SimOptions = {}): SimRe
   const reads = readBack(liveStores(), ledger, names.length + 1)
   let readResult: ReadBack | undefined
   const checker = addRole("checker", "checker")
-  start(checker, Effect.scoped(Effect.flatMap(makeClient({ ...clientConfig, attemptsMax: 5 }), (client) => Effect.map(reads(client), (r) => void (readResult = r)))))
+  // The checker may read u1's conversations: it logs in as u1 (it knows the password).
+  start(
+    checker,
+    Effect.scoped(
+      Effect.gen(function* () {
+        const client = yield* makeClient({ ...clientConfig, attemptsMax: 5 })
+        // Only if u1 tried to log in: the checker's own login must not write a user nobody asked for.
+        if (clusterKey !== undefined && ledger.usersTried.has("u1")) yield* Effect.result(client.login("u1", simPassword))
+        readResult = yield* reads(client)
+      }),
+    ),
+  )
   for (let waited = 0; readResult === undefined && waited < 60_000; waited += 1_000) {
     endMs += 1_000
     sched.runUntil(endMs, eventsMax)
@@ -692,6 +710,8 @@ const conversations = (ledger: Ledger) => {
   return [...pairs.values()].sort((a, b) => (a.user + a.peer < b.user + b.peer ? -1 : 1))
 }
 
+const isImpostor = (text: string) => /^impostor-\d+$/.test(text)
+
 const isBotPost = (text: string) => /^[a-z]+ #\d+ from bot-[0-9a-z]{4}$/.test(text)
 
 /**
@@ -727,8 +747,9 @@ export const replicaChecks = (replicas: ReadonlyArray<Replica>, ledger: Ledger):
     const posts = channels.flatMap((channel) => storeHistory(r.store, { channel }).map((p) => ({ ...p, where: channel })))
     const messages = conversations(ledger).flatMap((q) => storeHistory(r.store, q).map((p) => ({ ...p, where: `${q.user}/${q.peer}` })))
     const kinds = [
-      { what: "posts", ...setCheck(posts.map((p) => p.text), ledger.acked("post"), (k) => postsTried.has(k) || isBotPost(k), (k) => !isBotPost(k)) },
-      { what: "private messages", ...setCheck(messages.map((p) => p.text), ledger.acked("message"), (k) => messagesTried.has(k), () => true) },
+      // An impostor's post (the hostile client's, as u1) can land only on a server the claim had not reached yet.
+      { what: "posts", ...setCheck(posts.map((p) => p.text), ledger.acked("post"), (k) => postsTried.has(k) || isBotPost(k) || isImpostor(k), (k) => !isBotPost(k) && !isImpostor(k)) },
+      { what: "private messages", ...setCheck(messages.map((p) => p.text), ledger.acked("message"), (k) => messagesTried.has(k) || isImpostor(k), (k) => !isImpostor(k)) },
       { what: "users", ...setCheck(r.store.users(), ledger.acked("user"), (k) => ledger.usersTried.has(k) || /^bot-[0-9a-z]{4}$/.test(k), () => true) },
       { what: "channels", ...setCheck(r.store.channels(), ledger.acked("channel"), (k) => ledger.channelsTried.has(k) || k === "general", () => true) },
     ]

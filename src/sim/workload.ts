@@ -93,6 +93,8 @@ export interface WorkloadOptions {
   readonly readsPerSecond: number
   /** Users the other clients are (targets of private messages). */
   readonly peers: ReadonlyArray<string>
+  /** This client's password, if its name is to be claimed (accounts). */
+  readonly password?: string
 }
 
 /** One client's session: logs in, then writes and reads at random until `until`. */
@@ -138,7 +140,7 @@ export const clientWorkload = (o: WorkloadOptions): Effect.Effect<void, unknown,
 
       const login = Effect.gen(function* () {
         ledger.usersTried.add(user)
-        const r = yield* write("user", user, {}, client.login(user))
+        const r = yield* write("user", user, {}, client.login(user, o.password))
         if (r?.ok === true) {
           loggedIn = true
           ledger.usersAcked.add(user)
@@ -253,7 +255,7 @@ export const readAll = (client: BulletinClient, query: Record<string, unknown>):
     const out: Array<PostSeen> = []
     let after: Cursor | number = 0
     for (let page = 0; page < 1_000; page++) {
-      const result = yield* Effect.result(client.call("history", { ...query, after, limit: 500 }))
+      const result = yield* Effect.result(client.history({ ...query, after, limit: 500 }))
       if (result._tag === "Failure" || !result.success.ok) return undefined
       const posts = postsOf(result.success)
       out.push(...posts)
@@ -288,6 +290,10 @@ export const hostileWorkload = (o: { readonly config: ClientConfig; readonly prn
         () => encode({ service: "history", data: { channel: "ch1", seen: { ghost: 1 + prng.int(0, 1_000) } } }),
         () => encode({ service: "history", data: { channel: "ch1", limit: -5 } }),
         () => encode([1, 2, 3]),
+        // An impostor: posting and sending as u1 (a claimed name), and reading its conversations, without its token.
+        () => encode({ service: "publish", data: { user: "u1", channel: "ch1", message: `impostor-${prng.int(0, 1e9)}`, token: `${prng.int(0, 9)}.${"0".repeat(32)}.${"f".repeat(64)}` } }),
+        () => encode({ service: "message", data: { src: "u1", dst: "u2", message: `impostor-${prng.int(0, 1e9)}` } }),
+        () => encode({ service: "history", data: { user: "u1", peer: "u2" } }),
       ]
       while (o.now() < o.until) {
         const reply = yield* Effect.result(transport.request(prng.pick(frames)(), 1_000))

@@ -32,6 +32,10 @@ export interface StoreShape {
    */
   readonly applyAll: (ops: ReadonlyArray<Op>) => Effect.Effect<ReadonlyArray<"applied" | "duplicate">, StoreError>
   readonly hasUser: (name: string) => boolean
+  /** The seq of `origin`'s last stored post on `channel` (0: none): what its next post's `prev` is. */
+  readonly lastPost: (origin: string, channel: string) => number
+  /** The claim that holds on a name (the first account op in the total order), if it is claimed. */
+  readonly account: (name: string) => Extract<Op, { kind: "account" }> | undefined
   readonly hasChannel: (name: string) => boolean
   readonly users: () => ReadonlyArray<string>
   readonly channels: () => ReadonlyArray<string>
@@ -70,6 +74,18 @@ const cursorKey = (c: Cursor): Key => (typeof c === "number" ? [c] : c)
 /** The Store over any ordered key-value disk. Loads its in-memory indexes at open. */
 export const makeStore = (kv: OrderedKv): StoreShape => {
   const users = new Set<string>()
+  const accounts = new Map<string, Extract<Op, { kind: "account" }>>()
+  const lastPosts = new Map<string, number>()
+  const postKey = (origin: string, channel: string) => `${origin}\u0000${channel}`
+  const claim = (op: Op) => {
+    if (op.kind === "publish") {
+      const k = postKey(op.origin, op.channel)
+      if ((lastPosts.get(k) ?? 0) < op.seq) lastPosts.set(k, op.seq)
+    }
+    if (op.kind !== "account") return
+    const held = accounts.get(op.user)
+    if (held === undefined || compareOps(op, held) < 0) accounts.set(op.user, op)
+  }
   const channels = new Set<string>()
   const heads = new Map<string, number>()
   let maxClock = 0
@@ -103,6 +119,7 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
     maxClock = Math.max(maxClock, op.clock)
     if (op.kind === "user") users.add(op.user)
     if (op.kind === "channel") channels.add(op.channel)
+    claim(op)
   }
 
   const applyAll = (ops: ReadonlyArray<Op>) =>
@@ -153,6 +170,7 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
               opCount += 1
               if (op.kind === "user") users.add(op.user)
               if (op.kind === "channel") channels.add(op.channel)
+              claim(op)
               advance(op.origin, op.seq)
             }
             resume(Effect.succeed(outcomes))
@@ -206,6 +224,8 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
     apply,
     applyAll,
     hasUser: (n) => users.has(n),
+    account: (n) => accounts.get(n),
+    lastPost: (origin, channel) => lastPosts.get(postKey(origin, channel)) ?? 0,
     hasChannel: (n) => channels.has(n),
     users: () => [...users].sort(),
     channels: () => [...channels].sort(),

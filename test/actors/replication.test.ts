@@ -1,7 +1,7 @@
 import { Effect } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { type ReplicationConfig, ReplicationNode, type ReplicationStore, type ReplicationTrace, defaultReplicationConfig, replicationTopic, storeReads } from "../../src/actors/replication.ts"
+import { type ReplicationConfig, ReplicationNode, type ReplicationStore, type ReplicationTrace, defaultReplicationConfig, opsPerOriginMax, replicationTopic, storeReads } from "../../src/actors/replication.ts"
 import { LamportClock } from "../../src/machines/lamport.ts"
 import { decode, encode } from "../../src/protocol/codec.ts"
 import { encodeEnvelope } from "../../src/protocol/messages.ts"
@@ -294,15 +294,15 @@ describe("the replication node: serving catch-up", () => {
     expect(ask(a, { a: 20, b: 8 }).ops).toEqual(theirs.slice(8))
   })
 
-  it("sends at most 256 ops of an origin at once, with `more`", () => {
+  it("sends at most opsPerOriginMax ops of an origin at once, with `more`", () => {
     const c = cluster(["a"])
     const a = alone(c, "a")
-    store(a, Array.from({ length: 300 }, (_, i) => opOf("z", i + 1)))
+    store(a, Array.from({ length: opsPerOriginMax + 44 }, (_, i) => opOf("z", i + 1)))
     const first = ask(a, {})
-    expect(first.ops.length).toBe(256)
+    expect(first.ops.length).toBe(opsPerOriginMax)
     expect(first.more).toBe(true)
-    const rest = ask(a, { z: 256 })
-    expect(rest.ops.map((o) => o.seq)).toEqual(Array.from({ length: 44 }, (_, i) => 257 + i))
+    const rest = ask(a, { z: opsPerOriginMax })
+    expect(rest.ops.map((o) => o.seq)).toEqual(Array.from({ length: 44 }, (_, i) => opsPerOriginMax + 1 + i))
     expect(rest.more).toBe(false)
   })
 

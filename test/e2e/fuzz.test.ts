@@ -177,6 +177,9 @@ describe("hostile input on every port", () => {
 
     // Every role alive, every server still serving, nothing lost.
     for (const p of [cluster.broker, cluster.proxy, cluster.reference, ...cluster.servers, dashboard]) expect(p.child.exitCode, p.name).toBeNull()
+    const tails = () => {
+      for (const s of cluster.servers) console.log(`${s.name}, last lines:\n  ${s.lines.slice(-25).join("\n  ")}`)
+    }
     const after = await run(
       Effect.gen(function* () {
         const c = yield* client
@@ -188,7 +191,10 @@ describe("hostile input on every port", () => {
         }
         return reads
       }),
-    )
+    ).catch((e: unknown) => {
+      tails()
+      throw e
+    })
     for (const read of after) expect(before.filter((m) => !read.includes(m))).toEqual([])
   }, Math.max(600_000, total * 3))
 })

@@ -264,6 +264,7 @@ describe("model-based coverage (xstate/graph)", () => {
           { type: "PULL_FAILED", peer: target },
           { type: "PULL_FAILED", peer: "other" },
           { type: "REJOINED" },
+          { type: "CATCH_UP_STALLED" }, // what the stall timer raises
         ]
       },
       // The round-robin counter is abstracted to the position it selects.

@@ -82,7 +82,7 @@ describe("replication machine: starting", () => {
     expect(r.out).toEqual([catchingUp, pull("a")])
     expect(r.timers).toEqual(
       expect.arrayContaining([
-        { event: "xstate.after.catchUpTimeout.replication.catchingUp", delay: 5_000 },
+        { event: "CATCH_UP_STALLED", delay: 5_000 },
         { event: "xstate.after.syncTimeout.replication.catchingUp.pulling", delay: 300 },
       ]),
     )
@@ -113,7 +113,11 @@ describe("replication machine: catching up", () => {
     expect(r.s.value).toEqual({ catchingUp: "pulling" })
     expect(r.s.context.pending).toEqual(["a", "b", "c"])
     expect(r.out).toEqual([pull("a")])
-    expect(r.timers).toEqual([{ event: "xstate.after.syncTimeout.replication.catchingUp.pulling", delay: 300 }])
+    // The pull's own timeout, and the stall timer again: progress never lets catching up time out.
+    expect(r.timers).toEqual([
+      { event: "CATCH_UP_STALLED", delay: 5_000 },
+      { event: "xstate.after.syncTimeout.replication.catchingUp.pulling", delay: 300 },
+    ])
   })
 
   it("PULLED with nothing more moves to the next pending peer", () => {
@@ -161,10 +165,30 @@ describe("replication machine: catching up", () => {
     expect(r.out).toEqual([pull("a"), pull("b"), pull("c"), pull("c"), ready(true)])
   })
 
-  it("catchUpTimeout: gives up waiting, live and ready (not caught up)", () => {
-    const r = step(step(catching(), pulled("a", true)).s, after("catchUpTimeout", "replication.catchingUp"))
+  it("catchUpTimeout without a pull answered (the stall timer): gives up waiting, live and ready (not caught up)", () => {
+    const r = step(step(catching(), pulled("a", true)).s, { type: "CATCH_UP_STALLED" })
     expect(r.s.value).toEqual({ live: "idle" })
     expect(r.out).toEqual([ready(false)])
+  })
+
+  it("never gives up while pulls are answered: 40 pages, each within catchUpTimeout of the last, over 8 times catchUpTimeout", () => {
+    // Simulated time: the machine's own delays on a scheduler.
+    const sched = new Scheduler()
+    const live = createActor(replicationMachine, { input: { ...input, syncTimeoutMs: 2_000 }, clock: sched.xstateClock() })
+    const readies: Array<{ caughtUp: boolean; at: number; pages: number }> = []
+    live.on("ready", (e) => readies.push({ caughtUp: e.caughtUp, at: sched.now, pages: pulls.get("a") ?? 0 }))
+    live.on("pull", (e) => {
+      const pages = (pulls.get(e.peer) ?? 0) + 1
+      pulls.set(e.peer, pages)
+      // Each page answered after 1 s (catchUpTimeout is 5 s): a peer with 40 pages takes 40 s.
+      sched.after(1_000, () => live.send({ type: "PULLED", peer: e.peer, more: pages < 40 }))
+    })
+    const pulls = new Map<string, number>()
+    live.start()
+    live.send({ type: "PEERS", peers: ["a"] })
+    sched.runUntil(60_000, 100_000)
+    expect(readies).toEqual([{ caughtUp: true, at: 40_000, pages: 40 }])
+    live.stop()
   })
 
   it("PEERS dropping a pending peer removes it; a new one is added to pending", () => {

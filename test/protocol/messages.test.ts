@@ -3,7 +3,7 @@ import { pack } from "msgpackr"
 import { describe, expect, it } from "vitest"
 import { decode, encode } from "../../src/protocol/codec.ts"
 import { Limits } from "../../src/protocol/limits.ts"
-import { decodePublication, decodeRequest, errorReply, publicationOf, timestampToMs } from "../../src/protocol/messages.ts"
+import { decodeEnvelope, decodePublication, decodeRequest, errorReply, publicationOf, timestampToMs } from "../../src/protocol/messages.ts"
 import { validName } from "./names.test.ts"
 
 const text = fc.string({ minLength: 1, maxLength: 200, unit: "grapheme" }).filter((s) => !/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/.test(s))
@@ -104,6 +104,19 @@ describe("client requests", () => {
     const big = encode({ service: "publish", data: { user: "a", channel: "c", message: "x".repeat(Limits.frameBytesMax) } })
     const d = decodeRequest(big)
     expect(!d.ok && d.description).toContain("frame too large")
+  })
+
+  it("take frames between cluster members up to clusterFrameBytesMax, and not one byte more", () => {
+    const frame = (bytes: number) => {
+      const base = encode({ service: "replicate", data: { ops: [], more: false, pad: "" }, clock: 1, timestamp: 0 }).byteLength
+      return encode({ service: "replicate", data: { ops: [], more: false, pad: "x".repeat(bytes - base - 4) }, clock: 1, timestamp: 0 })
+    }
+    const at = frame(Limits.clusterFrameBytesMax)
+    expect(at.byteLength).toBe(Limits.clusterFrameBytesMax)
+    expect(decodeEnvelope(at, Limits.clusterFrameBytesMax).ok).toBe(true)
+    expect(decodeEnvelope(at).ok).toBe(false) // a client's limit
+    const over = decodeEnvelope(frame(Limits.clusterFrameBytesMax + 1), Limits.clusterFrameBytesMax)
+    expect(!over.ok && over.description).toContain("frame too large")
   })
 
   it("are not fooled by prototype keys", () => {

@@ -118,7 +118,7 @@ export const serverHost = (host: string, i: number) => host.replace(/\.\d+$/, (l
  * Broker, proxy, reference and N servers on `host` (each test file its own loopback
  * address, so the standard ports never collide), each server ready to serve.
  */
-export const startCluster = async (host: string, serverCount = 3, options: { readonly open?: boolean } = {}): Promise<Cluster> => {
+export const startCluster = async (host: string, serverCount = 3, options: { readonly open?: boolean; readonly serverArgs?: ReadonlyArray<string> } = {}): Promise<Cluster> => {
   const dataRoot = tempDir("cluster")
   const open = options.open === true ? ["--open"] : []
   const broker = spawnBulletin("broker", ["broker", "--host", host, ...open])
@@ -129,7 +129,7 @@ export const startCluster = async (host: string, serverCount = 3, options: { rea
   const startServer = async (i: number) => {
     const name = `server-${i}`
     // Each server on its own address, so each keeps the peer port 5560.
-    const p = spawnBulletin(name, ["server", "--name", name, "--data", join(dataRoot, name), "--broker", host, "--proxy", host, "--reference", host, "--host", serverHost(host, i), ...open])
+    const p = spawnBulletin(name, ["server", "--name", name, "--data", join(dataRoot, name), "--broker", host, "--proxy", host, "--reference", host, "--host", serverHost(host, i), ...open, ...(options.serverArgs ?? [])])
     servers[i - 1] = p
     await p.waitFor(/serving requests/)
     return p
