@@ -5,11 +5,13 @@
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
-COPY package.json package-lock.json tsconfig.json tsconfig.machines.json ./
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
+COPY scripts/build.mjs ./scripts/build.mjs
 COPY src ./src
-# npm ci runs `prepare`, which compiles the bulletin/machines export; then the
-# dev dependencies (typescript, vitest, ...) are dropped.
+COPY bench ./bench
+# npm ci runs `prepare`, which compiles src/ and bench/ to dist/ (what the bin
+# runs); then the dev dependencies (typescript, vitest, ...) are dropped.
 RUN npm ci --no-audit --no-fund && npm prune --omit=dev && npm cache clean --force
 
 FROM node:20-bookworm-slim

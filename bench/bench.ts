@@ -13,6 +13,7 @@ import * as zmq from "zeromq"
 import { decode, encode } from "../src/protocol/codec.ts"
 import { parse, usage, type Spec } from "../src/cli/options.ts"
 import { generateKey } from "../src/transport/keys.ts"
+import { packageRoot } from "../src/cli/root.ts"
 
 const spec: Spec = {
   host: { default: "127.83.0.1", help: "loopback address for the benchmark's broker and proxy" },
@@ -25,7 +26,7 @@ const spec: Spec = {
   open: { boolean: true, help: "run the cluster in open mode (no CURVE between its roles); by default it has a key, as deployed, and so does the raw baseline" },
 }
 
-const root = resolve(import.meta.dirname, "..")
+const root = packageRoot(import.meta.url)
 const bin = join(root, "bin/bulletin.js")
 
 type Child = ReturnType<typeof spawn>

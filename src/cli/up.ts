@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdirSync } from "node:fs"
 import { writeKeyFile } from "../transport/keys.ts"
-import { resolve } from "node:path"
+import { join, resolve } from "node:path"
 import { createInterface } from "node:readline"
-import { fileURLToPath } from "node:url"
 import { startLiveDashboard } from "./dashboard.ts"
+import { packageRoot } from "./root.ts"
 import { type Spec, int, parse, usage } from "./options.ts"
 
 const spec: Spec = {
@@ -32,7 +32,7 @@ export interface RoleSpec {
 
 const readyTimeoutMs = 30_000
 
-const bin = fileURLToPath(new URL("../../bin/bulletin.js", import.meta.url))
+const bin = join(packageRoot(import.meta.url), "bin", "bulletin.js")
 const colours = [36, 33, 35, 32, 34, 91, 92, 93, 94, 95, 96]
 
 const nthAddress = (base: string, n: number) => {

@@ -55,7 +55,7 @@ describe("compose.yaml", () => {
     expect(services.server!.hostname).toBeUndefined()
     expect(services.server!.container_name).toBeUndefined()
     // A healthcheck per role that has something to check, and start order on health.
-    for (const role of ["broker", "proxy", "reference", "server"]) expect(services[role]!.healthcheck?.test.slice(-2)).toEqual(["health", role])
+    for (const role of ["broker", "proxy", "reference", "server", "dashboard"]) expect(services[role]!.healthcheck?.test.slice(-2)).toEqual(["health", role])
     expect(services.server!.depends_on).toEqual({ broker: { condition: "service_healthy" }, proxy: { condition: "service_healthy" }, reference: { condition: "service_healthy" } })
     expect(services.bot!.depends_on?.server?.condition).toBe("service_healthy")
     // The client is interactive and attachable.
