@@ -5,8 +5,8 @@
  * proxy and echoes it: the physical limit of the path. Each figure is the
  * median of `--runs` runs; compare the ratios, not the absolute numbers.
  */
-import { spawn } from "node:child_process"
-import { mkdtempSync } from "node:fs"
+import { spawn, spawnSync } from "node:child_process"
+import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import * as zmq from "zeromq"
@@ -23,6 +23,7 @@ const spec: Spec = {
   "per-client": { default: "500", help: "requests per client in the throughput runs" },
   servers: { default: "3", help: "bulletin servers" },
   dashboard: { boolean: true, help: "also measure bulletin with a dashboard attached (a page open on its event stream), runs interleaved with unwatched ones" },
+  profile: { help: "write a CPU profile of every process the benchmark starts (broker, proxy, servers, ...) into this folder (node --cpu-prof); `node bench/profile-top.mjs FILE` summarises one" },
   open: { boolean: true, help: "run the cluster in open mode (no CURVE between its roles); by default it has a key, as deployed, and so does the raw baseline" },
 }
 
@@ -34,9 +35,11 @@ const children: Array<Child> = []
 const outputOf = new WeakMap<Child, string>()
 /** What every role of the benchmark gets: the cluster's key (as deployed), or open mode. */
 const roleEnv: Record<string, string> = {}
+/** `--profile DIR`: node's own CPU profiler in every process started (written when it exits). */
+const profileArgs: Array<string> = []
 const start = (args: Array<string>, ready: RegExp) =>
   new Promise<Child>((done, fail) => {
-    const c = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...roleEnv } })
+    const c = spawn(process.execPath, [...profileArgs, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...roleEnv } })
     children.push(c)
     let out = ""
     const t = setTimeout(() => fail(new Error(`${args.join(" ")} not ready:\n${out}`)), 30_000)
@@ -50,6 +53,25 @@ const start = (args: Array<string>, ready: RegExp) =>
   })
 const stopAll = async () => {
   await Promise.all(children.splice(0).map((c) => new Promise<void>((done) => { if (c.exitCode !== null) return done(); c.on("exit", () => done()); c.kill("SIGTERM") })))
+}
+
+/**
+ * Start-up of one command: wall time and peak RSS (reported by the process
+ * itself at exit, through a preloaded script), the median of `runs`.
+ */
+const startup = (args: ReadonlyArray<string>, env: Record<string, string>, runs: number) => {
+  const preload = join(mkdtempSync(join(tmpdir(), "bulletin-bench-rss-")), "rss.cjs")
+  writeFileSync(preload, `process.on("exit", () => process.stderr.write("\\nmaxRSS " + process.resourceUsage().maxRSS + "\\n"))\n`)
+  const ms: Array<number> = []
+  const mb: Array<number> = []
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now()
+    const r = spawnSync(process.execPath, ["--require", preload, ...args], { env: { ...process.env, ...env }, encoding: "utf8" })
+    ms.push(performance.now() - t)
+    const kb = Number(/maxRSS (\d+)/.exec(r.stderr ?? "")?.[1])
+    if (Number.isFinite(kb)) mb.push(kb / 1024)
+  }
+  return { ms: median(ms), mb: mb.length > 0 ? median(mb) : NaN }
 }
 
 const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
@@ -139,6 +161,7 @@ export const runBench = async (argv: ReadonlyArray<string>) => {
   const n = Number(p.values.requests)
   const clients = Number(p.values.clients)
   const perClient = Number(p.values["per-client"])
+  if (p.values.profile !== undefined) profileArgs.push("--cpu-prof", `--cpu-prof-dir=${resolve(p.values.profile)}`)
   if (p.flags.open) roleEnv.BULLETIN_OPEN = "1"
   else {
     const key = generateKey()
@@ -226,4 +249,16 @@ export const runBench = async (argv: ReadonlyArray<string>) => {
   console.log(`lost publications (all runs): raw ${results.raw!.reduce((a, x) => a + x.lost!, 0)}, bulletin ${results.bulletin!.reduce((a, x) => a + x.lost!, 0)}`)
   console.log("ratio: bulletin / raw for rates, raw / bulletin for latencies (1.00 = the physical limit)")
   if (watched) console.log(`+dashboard: the same cluster with a dashboard attached and a page reading its stream (${watchedReports} monitor reports streamed during those runs); watched/un: watched / unwatched (1.00 = monitoring costs nothing)`)
+
+  // Start-up: what a healthcheck costs every few seconds in every container, against a bare node.
+  const starts = Math.max(5, runs)
+  const bare = startup(["-e", ""], {}, starts)
+  const health = startup([bin, "health", "bot"], {}, starts)
+  const fromSource = startup([bin, "health", "bot"], { BULLETIN_FROM_SOURCE: "1" }, starts)
+  const helpRun = startup([bin, "--help"], {}, starts)
+  console.log(`\nstart-up, medians of ${starts} (wall ms, peak RSS MB)         node -e ''   bulletin    ratio`)
+  const line = (label: string, x: { ms: number; mb: number }) => `${label.padEnd(44)}${`${bare.ms.toFixed(0)} / ${bare.mb.toFixed(0)}`.padStart(12)}${`${x.ms.toFixed(0)} / ${x.mb.toFixed(0)}`.padStart(12)}${(x.ms / bare.ms).toFixed(2).padStart(9)}`
+  console.log(line("bulletin health bot (the healthcheck)", health))
+  console.log(line("bulletin --help", helpRun))
+  console.log(line("bulletin health bot from the sources (tsx)", fromSource))
 }

@@ -84,6 +84,17 @@ export interface ReplicationEnv {
 
 export const replicationTopic = "replication"
 
+/**
+ * A replication frame's ops, by an upper bound of their encoded size (no
+ * encoding twice): below `frameBytesMax`, so a frame's decoder and the
+ * subscriber queues keep today's bounds.
+ */
+const replicationFrameBytesMax = 48 * 1024
+/** A frame from a peer is read for at most this many ops (ours carry at most ownBatchMax). */
+const replicationFrameOpsMax = 1024
+/** An op's encoded size, bounded from above: fields and names well under 256 bytes, text at most 3 bytes per UTF-16 unit. */
+const opBytesBound = (op: Op) => 320 + 3 * (op.kind === "publish" || op.kind === "message" ? op.message.length : op.kind === "account" ? op.salt.length + op.hash.length : 0)
+
 /** A catch-up reply reads at most this many ops of one origin (then says `more`), besides the byte budget. */
 export const opsPerOriginMax = 4096
 
@@ -235,7 +246,7 @@ export class ReplicationNode {
       }
       if (error === undefined) {
         this.#seq = seq
-        for (const op of ops) this.publish(op)
+        this.publish(ops)
       }
       for (const [i, { done }] of batch.entries()) {
         if (error === undefined) done(undefined, ops[i])
@@ -245,14 +256,32 @@ export class ReplicationNode {
     })
   }
 
-  /** Publishes an op of ours on the replication topic. */
-  publish(op: Op): void {
-    const frame = encodeEnvelope("replication", { op }, { clock: this.#env.lamport.tick(), timestampMs: Math.floor(this.#env.now()) })
-    try {
-      this.#env.net.publish(replicationTopic, frame)
-    } catch (error) {
-      this.#env.trace?.({ kind: "error", where: "publish", message: String(error) })
+  /**
+   * Publishes a durable batch of our ops on the replication topic: one frame
+   * for the batch, in seq order (so one origin's order holds on the wire by
+   * construction), cut into several only past `replicationFrameBytesMax`.
+   */
+  publish(ops: ReadonlyArray<Op>): void {
+    let frameOps: Array<Op> = []
+    let bytes = 0
+    const flush = () => {
+      if (frameOps.length === 0) return
+      const frame = encodeEnvelope("replication", { ops: frameOps }, { clock: this.#env.lamport.tick(), timestampMs: Math.floor(this.#env.now()) })
+      frameOps = []
+      bytes = 0
+      try {
+        this.#env.net.publish(replicationTopic, frame)
+      } catch (error) {
+        this.#env.trace?.({ kind: "error", where: "publish", message: String(error) })
+      }
     }
+    for (const op of ops) {
+      const size = opBytesBound(op)
+      if (bytes + size > replicationFrameBytesMax) flush()
+      frameOps.push(op)
+      bytes += size
+    }
+    flush()
   }
 
   /** Live ops from the `replication` topic (several frames at once: one durable batch). */
@@ -262,10 +291,15 @@ export class ReplicationNode {
       const env = decodeEnvelope(frame)
       if (!env.ok) continue
       this.#env.lamport.observe(env.envelope.meta.clock)
-      const op = decodeOp((env.envelope.data as { op?: unknown }).op)
-      if (op === undefined || op.origin === this.config.name) continue
-      this.#env.lamport.observe(op.clock)
-      ops.push(op)
+      // A batch (`ops`), or one op (`op`: servers before batching).
+      const data = env.envelope.data as { op?: unknown; ops?: unknown }
+      const raw = Array.isArray(data.ops) ? data.ops.slice(0, replicationFrameOpsMax) : [data.op]
+      for (const u of raw) {
+        const op = decodeOp(u)
+        if (op === undefined || op.origin === this.config.name) continue
+        this.#env.lamport.observe(op.clock)
+        ops.push(op)
+      }
     }
     if (ops.length === 0) return done?.()
     this.#apply(ops, () => {

@@ -1,8 +1,7 @@
 import { request as httpRequest } from "node:http"
 import { connect } from "node:net"
-import * as zmq from "zeromq"
 import { decode, encode } from "../protocol/codec.ts"
-import { type ClusterKey, securityFrom } from "../transport/keys.ts"
+import type { ClusterKey } from "../transport/keys.ts"
 import { Ports, type Spec, endpoint, parse, usage } from "./options.ts"
 
 /**
@@ -53,6 +52,8 @@ const httpOk = (host: string, port: number, path: string, timeoutMs: number) =>
 const answers = async (at: string, service: string, timeoutMs: number, key: ClusterKey | undefined) => {
   // Reference and peer ports are cluster links: with the cluster's key, the probe presents it.
   const curve = key === undefined ? {} : { curveServerKey: key.publicKey, curvePublicKey: key.publicKey, curveSecretKey: key.secretKey }
+  // Loaded only for the roles probed over ZeroMQ: the native module is most of a start's cost.
+  const zmq = await import("zeromq")
   const req = new zmq.Request({ linger: 0, receiveTimeout: timeoutMs, sendTimeout: timeoutMs, ...curve })
   req.connect(at)
   try {
@@ -77,7 +78,8 @@ export const runHealth = async (argv: ReadonlyArray<string>) => {
   const host = p.values.host!
   const timeoutMs = Number(p.values.timeout)
   // The role's own key (same flags and variables as the role), if it runs with one.
-  const key = () => {
+  const key = async () => {
+    const { securityFrom } = await import("../transport/keys.ts")
     const sec = p.flags.open ? undefined : p.values.key !== undefined || process.env.BULLETIN_CLUSTER_KEY ? securityFrom({ open: false, keyFile: p.values.key, env: process.env }) : undefined
     return sec?.mode === "curve" ? sec.key : undefined
   }
@@ -89,10 +91,10 @@ export const runHealth = async (argv: ReadonlyArray<string>) => {
       await Promise.all([tcpOpen(host, Ports.proxyFrontend, timeoutMs), tcpOpen(host, Ports.proxyBackend, timeoutMs)])
       break
     case "reference":
-      await answers(endpoint(host, Ports.reference), "list", timeoutMs, key())
+      await answers(endpoint(host, Ports.reference), "list", timeoutMs, await key())
       break
     case "server":
-      await answers(endpoint(host, Ports.peer), "ping", timeoutMs, key())
+      await answers(endpoint(host, Ports.peer), "ping", timeoutMs, await key())
       break
     case "dashboard":
       await httpOk(host, Number(p.values.port), "/api/info", timeoutMs)

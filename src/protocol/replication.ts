@@ -11,8 +11,10 @@ import { Limits } from "./limits.ts"
  *            ops the replier holds past that vector, per origin ascending,
  *            at most `replicateReplyBytesMax`; `more`: ask again
  *
- * Live ops travel on the proxy, topic `replication`:
- *   { service: "replication", data: { op } }
+ * Live ops travel on the proxy, topic `replication`, one frame per durable
+ * batch of the origin's own ops, in seq order (sealed with the cluster key):
+ *   { service: "replication", data: { ops: Op[] } }
+ * (`{ op }`, one op a frame, is still read: servers before batching.)
  */
 const Count = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0))
 

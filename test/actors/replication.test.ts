@@ -41,6 +41,8 @@ interface Options {
   readonly config?: Partial<ReplicationConfig>
   readonly latencyMs?: number
   readonly throwOnRequest?: boolean
+  /** Each write durable this many simulated ms later (default: at once). */
+  readonly diskMs?: number
 }
 
 const body = (frame: Uint8Array) => {
@@ -88,7 +90,7 @@ const cluster = (names: ReadonlyArray<string>, options: Options = {}) => {
         lamport,
         now: () => epoch + sched.now,
         elapsedNow: () => sched.now,
-        store: adapter(store),
+        store: options.diskMs === undefined ? adapter(store) : { ...adapter(store), apply: (ops, done) => adapter(store).apply(ops, () => sched.after(options.diskMs!, () => done())) },
         trace: (e) => traces.push(e),
       },
     )
@@ -168,10 +170,26 @@ describe("the replication node: its own ops", () => {
     expect(a.published.length).toBe(3)
     const first = body(a.published[0]!)
     expect(first.service).toBe("replication")
-    expect(first.data.op).toEqual(ops[0])
+    expect(first.data.ops).toEqual([ops[0]]) // each commit its own batch here: the store answers at once
     // Stamped with the Lamport clock and the adjusted time.
     expect(first.data.clock).toBeGreaterThan(ops[0]!.clock)
     expect(first.data.timestamp).toBe(epoch)
+  })
+
+  it("publishes a batch as one frame, in seq order, cut only past the frame budget", () => {
+    // A slow disk (5 ms a write): every commit made while one batch is written goes into the next batch.
+    const c = cluster(["a"], { diskMs: 5 })
+    const a = alone(c, "a")
+    const seqs: Array<number> = []
+    for (let i = 0; i < 30; i++) a.node.commit({ kind: "publish", user: "ana", channel: "c", message: `${i} ${"x".repeat(2_000)}`, clock: 1 + i, timestamp: epoch }, (_, op) => seqs.push(op!.seq))
+    c.run(100)
+    expect(seqs).toEqual(Array.from({ length: 30 }, (_, i) => i + 1))
+    const frames = a.published.map((f) => body(f).data.ops as Array<Op>)
+    // The first commit alone (the disk was idle), the other 29 in one batch, cut by bytes into frames of at most 48 KiB.
+    expect(frames[0]!.map((o) => o.seq)).toEqual([1])
+    expect(frames.slice(1).flat().map((o) => o.seq)).toEqual(Array.from({ length: 29 }, (_, i) => i + 2))
+    expect(frames.length).toBeGreaterThan(2)
+    for (const f of a.published) expect(f.byteLength).toBeLessThanOrEqual(48 * 1024)
   })
 
   it("a restarted node continues after the seqs on disk", () => {
