@@ -154,8 +154,16 @@ async function concurrent(brokerAt: string, proxyAt: string, target: Target, cli
 }
 
 export const runBench = async (argv: ReadonlyArray<string>) => {
+  // Against a running cluster (any that speaks the standard protocol): the load generator.
+  if (argv.some((a) => a === "--broker" || a.startsWith("--broker="))) {
+    const { runLoad } = await import("./load.ts")
+    return void (await runLoad(argv))
+  }
   const p = parse(argv, spec)
-  if (p.flags.help) return console.log(usage("bench", "benchmarks against raw ZeroMQ", spec))
+  if (p.flags.help) {
+    console.log(usage("bench", "benchmarks against raw ZeroMQ (it starts its own cluster)", spec))
+    return console.log("\nAgainst a running cluster: bulletin bench --broker HOST [--proxy HOST] [--clients C] [--window W] [--seconds S] [--mix publish:8,message:1,history:1] [--msg-bytes N] [--json]  (bulletin bench --broker x --help)")
+  }
   const host = p.values.host!
   const runs = Number(p.values.runs)
   const n = Number(p.values.requests)

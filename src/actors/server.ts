@@ -99,7 +99,7 @@ export const defaultServerConfig = (name: string): ServerConfig => ({
   brokerBackend: "tcp://127.0.0.1:5556",
   proxyFrontend: "tcp://127.0.0.1:5557",
   proxyBackend: "tcp://127.0.0.1:5558",
-  concurrentRequestsMax: 64,
+  concurrentRequestsMax: 256,
   replicationWaitMs: 500,
   coordination: undefined,
   lamportLease: undefined,

@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import * as zmq from "zeromq"
 import { defaultClientConfig, makeClient } from "../../src/actors/client.ts"
 import { layerZmq } from "../../src/transport/zmq.ts"
+import { defaultServerConfig } from "../../src/actors/server.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { decode, encode } from "../../src/protocol/codec.ts"
 import { Limits } from "../../src/protocol/limits.ts"
@@ -63,7 +64,8 @@ describe("overload", () => {
   it("past its request limit a server answers 'busy' at once: every request gets an answer", async () => {
     const dealer = new zmq.Dealer({ linger: 0, receiveTimeout: 10_000, sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000 })
     dealer.connect(`tcp://${host}:5555`)
-    const n = 400
+    // Four times what a server takes at once, all in flight on one server (the only one here).
+    const n = 4 * defaultServerConfig("x").concurrentRequestsMax
     try {
       // Each of these holds a server slot for replicationWaitMs (a 'seen' it cannot satisfy).
       for (let i = 0; i < n; i++) await dealer.send([new Uint8Array(0), encode({ service: "history", data: { channel: "nowhere", seen: { ghost: 5 }, id: `flood-${i}` } })])

@@ -77,6 +77,15 @@ describe("our client and bot against a server written from PROTOCOL.md in Python
       expect(served.filter((s) => s.served === "publish" && s.status === "OK").length).toBeGreaterThanOrEqual(7)
       console.log(`interop: our client and bot against the Python standard server: ${served.length} requests served, ${served.filter((s) => s.status !== "erro").length} ok`)
       expect(stderr).toBe("")
+      // The load generator works against a standard server too (no `id` echo: replies matched in order).
+      const load = spawnBulletin("bench", ["bench", "--broker", host, "--clients", "2", "--window", "1", "--seconds", "1", "--mix", "publish:1,message:1", "--json"])
+      expect(await load.exited).toBe(0)
+      const r = JSON.parse(load.lines.find((l) => l.startsWith("{"))!) as { ok: number; errors: number; timeouts: number; publications: { lost: number; expected: number } }
+      console.log(`interop: bench against the Python standard server: ${JSON.stringify(r)}`)
+      expect(r.ok).toBeGreaterThan(10)
+      expect([r.errors, r.timeouts, r.publications.lost]).toEqual([0, 0, 0])
+      expect(r.publications.expected).toBeGreaterThan(0)
+      expect(stderr).toBe("")
     } finally {
       server.kill("SIGKILL")
     }
