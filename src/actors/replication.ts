@@ -295,6 +295,8 @@ export class ReplicationNode {
       const data = env.envelope.data as { op?: unknown; ops?: unknown }
       const raw = Array.isArray(data.ops) ? data.ops.slice(0, replicationFrameOpsMax) : [data.op]
       for (const u of raw) {
+        // Our own ops come back through the proxy: skipped before the schema (the costly part of decoding).
+        if ((u as { origin?: unknown } | null)?.origin === this.config.name) continue
         const op = decodeOp(u)
         if (op === undefined || op.origin === this.config.name) continue
         this.#env.lamport.observe(op.clock)

@@ -1,0 +1,71 @@
+/**
+ * `npx tsx bench/history.ts [--ops 10000,100000,1000000]`: what a server's
+ * store costs as its history grows (issue 14, item 4): for each size, the
+ * time to open it (today the indexes are rebuilt by scanning every op), the
+ * process's RSS after opening, a `history` page, and `users` / `channels`.
+ * Each size is opened in a fresh process, so RSS is that store's alone; the
+ * baseline is an empty store opened the same way in the same run.
+ */
+import { execFileSync } from "node:child_process"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Effect } from "effect"
+import { parse } from "../src/cli/options.ts"
+import type { Op } from "../src/protocol/ops.ts"
+import { openLmdb } from "../src/store/OrderedKv.ts"
+import { makeStore } from "../src/store/Store.ts"
+
+const p = parse(process.argv.slice(2), {
+  ops: { default: "10000,100000", help: "store sizes, in ops (comma-separated)" },
+  measure: { help: "internal: open this store and print its figures as JSON" },
+})
+
+const channels = 50
+const users = 200
+
+const measure = (dir: string) => {
+  const t0 = performance.now()
+  const store = makeStore(openLmdb(dir))
+  const openMs = performance.now() - t0
+  const t1 = performance.now()
+  const page = Effect.runSync(Effect.orDie(store.history({ channel: "c0", limit: 50 })))
+  const historyMs = performance.now() - t1
+  const t2 = performance.now()
+  const lists = store.users().length + store.channels().length
+  const listsMs = performance.now() - t2
+  global.gc?.()
+  console.log(JSON.stringify({ ops: store.opCount(), openMs, historyMs, listsMs, lists, page: page.posts.length, rssMb: process.memoryUsage().rss / 2 ** 20 }))
+  process.exit(0)
+}
+
+const fill = async (dir: string, n: number) => {
+  const store = makeStore(openLmdb(dir))
+  const batch = 5_000
+  for (let done = 0; done < n; done += batch) {
+    const ops: Array<Op> = []
+    for (let i = done; i < Math.min(n, done + batch); i++) {
+      const seq = i + 1
+      const base = { origin: "server-1", seq, clock: seq, timestamp: 1_700_000_000_000 + seq }
+      if (i < users) ops.push({ kind: "user", user: `u${i}`, ...base })
+      else if (i < users + channels) ops.push({ kind: "channel", channel: `c${i - users}`, ...base })
+      else ops.push({ kind: "publish", user: `u${i % users}`, channel: `c${i % channels}`, message: `post ${i} ${"x".repeat(100)}`, ...base })
+    }
+    await Effect.runPromise(Effect.orDie(store.applyAll(ops)))
+  }
+}
+
+if (p.values.measure !== undefined) measure(p.values.measure)
+else {
+  const sizes = [0, ...p.values.ops!.split(",").map(Number)]
+  console.log("history size   fill s   open ms   RSS MB   history page ms   users+channels ms")
+  for (const n of sizes) {
+    const dir = mkdtempSync(join(tmpdir(), "bulletin-history-"))
+    const f0 = performance.now()
+    if (n > 0) await fill(dir, n)
+    const fillS = (performance.now() - f0) / 1000
+    const out = execFileSync(process.execPath, [...process.execArgv, import.meta.filename, "--measure", dir], { encoding: "utf8" })
+    const r = JSON.parse(out.trim().split("\n").pop()!) as { ops: number; openMs: number; historyMs: number; listsMs: number; rssMb: number }
+    console.log(`${String(r.ops).padStart(12)}${fillS.toFixed(1).padStart(9)}${r.openMs.toFixed(0).padStart(10)}${r.rssMb.toFixed(0).padStart(9)}${r.historyMs.toFixed(2).padStart(18)}${r.listsMs.toFixed(2).padStart(20)}`)
+  }
+}
