@@ -71,20 +71,60 @@ const historyPrefix = (q: HistoryQuery): Key => ("channel" in q ? ["h", "c", q.c
 
 const cursorKey = (c: Cursor): Key => (typeof c === "number" ? [c] : c)
 
-/** The Store over any ordered key-value disk. Loads its in-memory indexes at open. */
+/**
+ * The persisted indexes (keys under "ix"), written in the same transaction as
+ * the ops they index, so that opening a store reads them instead of scanning
+ * every op (open time and memory that do not grow with history):
+ *   ["ix", "version"]                         indexVersion once every index below is complete
+ *   ["ix", "user", name] / ["ix", "channel", name]
+ *   ["ix", "origin", origin] -> { prefix }    a LOWER BOUND of the origin's stored prefix: the durable
+ *                                             prefix when a batch with its ops was issued (always safe;
+ *                                             open scans the origin's ops past it for the exact figure)
+ *   ["ix", "post", origin, channel, seq]      one per post: an origin's last post on a channel
+ *   ["ix", "account", user, clock, origin, seq] -> op   every claim of a name, in the total order
+ *   ["ix", "clock", maxClock, origin, seq]    one per batch: the highest clock of its ops (an op's
+ *                                             clock does not grow with its seq: numbers are given at write)
+ * Only facts about single ops and lower bounds are written, never a
+ * read-modify-write aggregate: two batches in flight, or one that fails,
+ * cannot leave an index that claims more than is stored.
+ */
+const indexVersion = 1
+
+/** The Store over any ordered key-value disk. Reads its persisted indexes at open (or scans once, for a store from before them). */
 export const makeStore = (kv: OrderedKv): StoreShape => {
   const users = new Set<string>()
-  const accounts = new Map<string, Extract<Op, { kind: "account" }>>()
+  // Read lazily from the persisted index and cached; kept current as batches become durable.
+  const accounts = new Map<string, Extract<Op, { kind: "account" }> | null>()
   const lastPosts = new Map<string, number>()
   const postKey = (origin: string, channel: string) => `${origin}\u0000${channel}`
   const claim = (op: Op) => {
     if (op.kind === "publish") {
       const k = postKey(op.origin, op.channel)
-      if ((lastPosts.get(k) ?? 0) < op.seq) lastPosts.set(k, op.seq)
+      const known = lastPosts.get(k)
+      if (known !== undefined && known < op.seq) lastPosts.set(k, op.seq)
     }
-    if (op.kind !== "account") return
+    if (op.kind !== "account" || !accounts.has(op.user)) return
     const held = accounts.get(op.user)
-    if (held === undefined || compareOps(op, held) < 0) accounts.set(op.user, op)
+    if (held === null || held === undefined || compareOps(op, held) < 0) accounts.set(op.user, op)
+  }
+  const accountOf = (name: string) => {
+    const cached = accounts.get(name)
+    if (cached !== undefined) return cached ?? undefined
+    let first: Extract<Op, { kind: "account" }> | undefined
+    for (const { value } of kv.range({ start: ["ix", "account", name], end: ["ix", "account", name, keyHigh], limit: 1 })) first = value as Extract<Op, { kind: "account" }>
+    if (accounts.size > 100_000) accounts.clear()
+    accounts.set(name, first ?? null)
+    return first
+  }
+  const lastPostOf = (origin: string, channel: string) => {
+    const k = postKey(origin, channel)
+    const cached = lastPosts.get(k)
+    if (cached !== undefined) return cached
+    let last = 0
+    for (const { key } of kv.range({ start: ["ix", "post", origin, channel, keyHigh], end: ["ix", "post", origin, channel], reverse: true, limit: 1 })) last = key[4] as number
+    if (lastPosts.size > 100_000) lastPosts.clear()
+    lastPosts.set(k, last)
+    return last
   }
   const channels = new Set<string>()
   const heads = new Map<string, number>()
@@ -111,15 +151,56 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
     while (rest?.delete(p + 1)) p += 1
     prefix.set(origin, p)
   }
-  for (const { value } of kv.range({ start: ["op"], end: ["op", keyHigh] })) {
-    const op = value as Op
+  /** The index entries of one op (every one a fact about that op alone). */
+  const indexEntries = (op: Op): Array<readonly [Key, unknown]> => {
+    const out: Array<readonly [Key, unknown]> = [[["ix", "origin", op.origin], { prefix: prefix.get(op.origin) ?? 0 }]]
+    if (op.kind === "user") out.push([["ix", "user", op.user], 1])
+    if (op.kind === "channel") out.push([["ix", "channel", op.channel], 1])
+    if (op.kind === "publish") out.push([["ix", "post", op.origin, op.channel, op.seq], 1])
+    if (op.kind === "account") out.push([["ix", "account", op.user, op.clock, op.origin, op.seq], op])
+    return out
+  }
+  const learn = (op: Op) => {
     opCount += 1
     advance(op.origin, op.seq)
     heads.set(op.origin, Math.max(heads.get(op.origin) ?? 0, op.seq))
     maxClock = Math.max(maxClock, op.clock)
     if (op.kind === "user") users.add(op.user)
     if (op.kind === "channel") channels.add(op.channel)
-    claim(op)
+  }
+
+  if (kv.get(["ix", "version"]) === indexVersion) {
+    for (const { key } of kv.range({ start: ["ix", "user"], end: ["ix", "user", keyHigh] })) users.add(key[2] as string)
+    for (const { key } of kv.range({ start: ["ix", "channel"], end: ["ix", "channel", keyHigh] })) channels.add(key[2] as string)
+    for (const { key, value } of kv.range({ start: ["ix", "origin"], end: ["ix", "origin", keyHigh] })) {
+      const origin = key[2] as string
+      const p = Math.max(0, Number((value as { prefix?: unknown }).prefix) || 0)
+      if (p > 0) {
+        prefix.set(origin, p)
+        heads.set(origin, p)
+        opCount += p
+      }
+      // The exact figures: the origin's ops past the recorded lower bound (the last batches, and any past a gap).
+      for (const { value: v } of kv.range({ start: opKey(origin, p + 1), end: ["op", origin, keyHigh] })) learn(v as Op)
+    }
+    for (const { key } of kv.range({ start: ["ix", "clock", keyHigh], end: ["ix", "clock"], reverse: true, limit: 1 })) maxClock = Math.max(maxClock, key[2] as number)
+  } else {
+    // A store from before the persisted indexes (or a new one): scan every op, then write the indexes once.
+    const entries: Array<readonly [Key, unknown]> = []
+    for (const { value } of kv.range({ start: ["op"], end: ["op", keyHigh] })) {
+      const op = value as Op
+      learn(op)
+      for (const e of indexEntries(op)) if (e[0][1] !== "origin") entries.push(e)
+    }
+    for (const [origin, p] of prefix) entries.push([["ix", "origin", origin], { prefix: p }])
+    for (const origin of heads.keys()) if (!prefix.has(origin)) entries.push([["ix", "origin", origin], { prefix: 0 }])
+    entries.push([["ix", "clock", maxClock, "", 0], 1], [["ix", "version"], indexVersion])
+    // If this write is lost (a crash now), the next open scans again.
+    try {
+      kv.write(entries, () => {})
+    } catch {
+      /* the next open scans again */
+    }
   }
 
   const applyAll = (ops: ReadonlyArray<Op>) =>
@@ -139,7 +220,7 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
         inflight.add(ref)
         refs.push(ref)
         fresh.push(op)
-        entries.push([opKey(op.origin, op.seq), op])
+        entries.push([opKey(op.origin, op.seq), op], ...indexEntries(op))
         // One op per request id counts: the first in the total order.
         const rival = op.id === undefined ? undefined : winnerOf(op.id)
         const wins = rival === undefined || compareOps(op, rival) < 0
@@ -154,6 +235,7 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
         if (shown !== undefined) entries.push([shown, postOf(op)])
       }
       if (fresh.length === 0) return Effect.succeed(outcomes)
+      entries.push([["ix", "clock", fresh.reduce((m, op) => Math.max(m, op.clock), 0), fresh[0]!.origin, fresh[0]!.seq], 1])
       const settle = () => {
         for (const ref of refs) inflight.delete(ref)
         for (const id of claimed) if (fresh.includes(inflightRequests.get(id)!)) inflightRequests.delete(id)
@@ -165,13 +247,8 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
             if (error !== undefined) return resume(Effect.fail(new StoreError({ reason: "Io", message: `write failed: ${error.message}`, code: (error as { code?: string }).code })))
             // Durable now: from here on reads may see it (and it survives a crash).
             for (const op of fresh) {
-              heads.set(op.origin, Math.max(heads.get(op.origin) ?? 0, op.seq))
-              maxClock = Math.max(maxClock, op.clock)
-              opCount += 1
-              if (op.kind === "user") users.add(op.user)
-              if (op.kind === "channel") channels.add(op.channel)
+              learn(op)
               claim(op)
-              advance(op.origin, op.seq)
             }
             resume(Effect.succeed(outcomes))
           })
@@ -224,8 +301,8 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
     apply,
     applyAll,
     hasUser: (n) => users.has(n),
-    account: (n) => accounts.get(n),
-    lastPost: (origin, channel) => lastPosts.get(postKey(origin, channel)) ?? 0,
+    account: accountOf,
+    lastPost: lastPostOf,
     hasChannel: (n) => channels.has(n),
     users: () => [...users].sort(),
     channels: () => [...channels].sort(),

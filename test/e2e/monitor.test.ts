@@ -37,7 +37,8 @@ describe("monitoring channel", () => {
     const agreed = await until("three servers agreeing on one coordinator", () => {
       const by = latest()
       const coords = new Set([...by.values()].map((r) => r.coordinator))
-      const settled = [...by.values()].every((r) => r.peers.length === 2)
+      // Settled: each sees both others, and has caught up with them (a peer that has just appeared in the list is pulled from first).
+      const settled = [...by.values()].every((r) => r.peers.length === 2 && /^live/.test(r.states.replication ?? ""))
       return by.size === 3 && coords.size === 1 && !coords.has(undefined) && settled ? by : undefined
     })
     const first = [...agreed.values()][0]!.coordinator!

@@ -187,3 +187,96 @@ describe("Store: replication vector and request ids", () => {
     )
   })
 })
+
+describe("Store: persisted indexes", () => {
+  /** What a store shows of itself, besides history. */
+  const view = (s: ReturnType<typeof makeStore>) => ({
+    users: s.users(),
+    channels: s.channels(),
+    vector: Object.fromEntries(s.vector()),
+    heads: Object.fromEntries([...s.origins()].sort().map((o) => [o, s.lastSeq(o)])),
+    maxClock: s.maxClock(),
+    opCount: s.opCount(),
+    accounts: users.map((u) => s.account(u)?.seq ?? null),
+    lastPosts: origins.flatMap((o) => channels.map((c) => s.lastPost(o, c))),
+  })
+  /** The same ops without any index key: what a store from before the persisted indexes holds. */
+  const opsOnly = (kv: ReturnType<typeof openMemory>) => {
+    const bare = openMemory()
+    bare.write([...kv.range({ start: ["op"], end: ["op", "\uffff"] })].map((e) => [e.key, e.value] as const), () => {})
+    return bare
+  }
+  const allOps = fc
+    .array(
+      fc.record({
+        origin: fc.constantFrom(...origins),
+        clock: fc.integer({ min: 1, max: 80 }),
+        kind: fc.constantFrom("publish", "user", "channel", "account", "message"),
+        x: fc.constantFrom(0, 1, 2),
+        skip: fc.boolean(), // leaves a gap in the origin's sequence
+      }),
+      { maxLength: 50 },
+    )
+    .map((raw) => {
+      const seqs = new Map<string, number>()
+      return raw.map(({ origin, clock, kind, x, skip }): Op => {
+        const seq = (seqs.get(origin) ?? 0) + (skip ? 2 : 1)
+        seqs.set(origin, seq)
+        const base = { origin, seq, clock, timestamp: 1_700_000_000_000 + clock }
+        if (kind === "publish") return { ...base, kind, user: users[x]!, channel: channels[x]!, message: `m${origin}${seq}` }
+        if (kind === "message") return { ...base, kind, src: users[x]!, dst: users[(x + 1) % 3]!, message: `m${origin}${seq}` }
+        if (kind === "user") return { ...base, kind, user: users[x]! }
+        if (kind === "channel") return { ...base, kind, channel: channels[x]! }
+        return { ...base, kind, user: users[x]!, salt: "0".repeat(32), hash: "f".repeat(64) }
+      })
+    })
+
+  it("a store reopened from its indexes shows what a full scan of its ops shows, whatever the batches and gaps", async () => {
+    await fc.assert(
+      fc.asyncProperty(allOps, fc.array(fc.integer({ min: 1, max: 7 }), { minLength: 1, maxLength: 10 }), async (ops, cuts) => {
+        const kv = openMemory()
+        const live = makeStore(kv)
+        // In batches of the given sizes; some batches in flight together.
+        let i = 0
+        for (let b = 0; i < ops.length; b++) {
+          const size = cuts[b % cuts.length]!
+          await Promise.all([run(live.applyAll(ops.slice(i, i + size))), run(live.applyAll(ops.slice(i + size, i + 2 * size)))])
+          i += 2 * size
+        }
+        const reopened = makeStore(kv)
+        const scanned = makeStore(opsOnly(kv))
+        expect(view(reopened)).toEqual(view(scanned))
+        expect(view(reopened)).toEqual(view(live))
+        // And a store from before the indexes, once migrated, reopens from them the same.
+        const migrated = opsOnly(kv)
+        makeStore(migrated)
+        expect(view(makeStore(migrated))).toEqual(view(scanned))
+      }),
+      { numRuns: 200 },
+    )
+  })
+
+  it("opens without scanning the ops it has indexed: only the last batches of each origin are read", () => {
+    const kv = openMemory()
+    const store = makeStore(kv)
+    const ops: Array<Op> = Array.from({ length: 2_000 }, (_, i) => ({ kind: "publish", user: "ana", channel: "a", message: `m${i}`, origin: "s1", seq: i + 1, clock: i + 1, timestamp: 0 }))
+    // 20 batches of 100, one after the other.
+    return (async () => {
+      for (let b = 0; b < 20; b++) await run(store.applyAll(ops.slice(b * 100, b * 100 + 100)))
+      let opsRead = 0
+      const counting = { ...kv, range: (q: Parameters<typeof kv.range>[0]) => {
+        const it = kv.range(q)
+        return (function* () {
+          for (const e of it) {
+            if (e.key[0] === "op") opsRead += 1
+            yield e
+          }
+        })()
+      } }
+      const again = makeStore(counting)
+      expect(again.lastSeq("s1")).toBe(2_000)
+      expect(again.opCount()).toBe(2_000)
+      expect(opsRead).toBeLessThanOrEqual(100) // the last batch: its index entry recorded the prefix before it
+    })()
+  })
+})
