@@ -4,14 +4,17 @@
  * time to open it (today the indexes are rebuilt by scanning every op), the
  * process's RSS after opening, a `history` page, and `users` / `channels`.
  * Each size is opened in a fresh process, so RSS is that store's alone; the
- * baseline is an empty store opened the same way in the same run.
+ * baseline is an empty store opened the same way in the same run. Then a
+ * real server is started on that store (open mode, no reference: the
+ * store's share of a restart) and timed to "serving requests".
  */
-import { execFileSync } from "node:child_process"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Effect } from "effect"
 import { parse } from "../src/cli/options.ts"
+import { packageRoot } from "../src/cli/root.ts"
 import type { Op } from "../src/protocol/ops.ts"
 import { openLmdb } from "../src/store/OrderedKv.ts"
 import { makeStore } from "../src/store/Store.ts"
@@ -19,7 +22,28 @@ import { makeStore } from "../src/store/Store.ts"
 const p = parse(process.argv.slice(2), {
   ops: { default: "10000,100000", help: "store sizes, in ops (comma-separated)" },
   measure: { help: "internal: open this store and print its figures as JSON" },
+  host: { default: "127.91.0.1", help: "loopback address for the broker and proxy the restarted server joins" },
 })
+
+const bin = join(packageRoot(import.meta.url), "bin", "bulletin.js")
+/** Spawns `bulletin ARGS` and resolves once a line matches `ready`, with the ms it took. */
+const started = (args: ReadonlyArray<string>, ready: RegExp) =>
+  new Promise<{ child: ChildProcess; ms: number }>((done, fail) => {
+    const t0 = performance.now()
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, BULLETIN_OPEN: "1" } })
+    let out = ""
+    const timer = setTimeout(() => fail(new Error(`${args.join(" ")}: not ready in 60 s:\n${out}`)), 60_000)
+    const on = (b: Buffer) => {
+      out += b.toString()
+      if (ready.test(out)) {
+        clearTimeout(timer)
+        done({ child, ms: performance.now() - t0 })
+      }
+    }
+    child.stdout!.on("data", on)
+    child.stderr!.on("data", on)
+  })
+const stopped = (c: ChildProcess) => new Promise<void>((done) => (c.exitCode !== null ? done() : (c.on("exit", () => done()), c.kill("SIGTERM"))))
 
 const channels = 50
 const users = 200
@@ -58,7 +82,11 @@ const fill = async (dir: string, n: number) => {
 if (p.values.measure !== undefined) measure(p.values.measure)
 else {
   const sizes = [0, ...p.values.ops!.split(",").map(Number)]
-  console.log("history size   fill s   open ms   RSS MB   history page ms   users+channels ms")
+  // A server restarted on each store: from its start to "serving requests" (open mode, no reference: the store's part alone).
+  const host = p.values.host!
+  const broker = await started(["broker", "--host", host], /broker: tcp/)
+  const proxy = await started(["proxy", "--host", host], /proxy: tcp/)
+  console.log("history size   fill s   open ms   RSS MB   history page ms   users+channels ms   server start to serving ms")
   for (const n of sizes) {
     const dir = mkdtempSync(join(tmpdir(), "bulletin-history-"))
     const f0 = performance.now()
@@ -66,6 +94,9 @@ else {
     const fillS = (performance.now() - f0) / 1000
     const out = execFileSync(process.execPath, [...process.execArgv, import.meta.filename, "--measure", dir], { encoding: "utf8" })
     const r = JSON.parse(out.trim().split("\n").pop()!) as { ops: number; openMs: number; historyMs: number; listsMs: number; rssMb: number }
-    console.log(`${String(r.ops).padStart(12)}${fillS.toFixed(1).padStart(9)}${r.openMs.toFixed(0).padStart(10)}${r.rssMb.toFixed(0).padStart(9)}${r.historyMs.toFixed(2).padStart(18)}${r.listsMs.toFixed(2).padStart(20)}`)
+    const server = await started(["server", "--name", "server-1", "--data", dir, "--broker", host, "--proxy", host, "--reference", "none", "--host", host.replace(/\.\d+$/, ".11")], /serving requests/)
+    await stopped(server.child)
+    console.log(`${String(r.ops).padStart(12)}${fillS.toFixed(1).padStart(9)}${r.openMs.toFixed(0).padStart(10)}${r.rssMb.toFixed(0).padStart(9)}${r.historyMs.toFixed(2).padStart(18)}${r.listsMs.toFixed(2).padStart(20)}${server.ms.toFixed(0).padStart(29)}`)
   }
+  await Promise.all([stopped(broker.child), stopped(proxy.child)])
 }
