@@ -35,6 +35,14 @@ describe("bench against a running cluster", () => {
     expect(r.loadGeneratorCpu).toBeGreaterThan(0)
   }, 60_000)
 
+  it("with a list of client counts, measures the curve: one load per count", async () => {
+    const run = spawnBulletin("bench", ["bench", "--broker", host, "--clients", "1,3", "--seconds", "1", "--json"])
+    expect(await run.exited).toBe(0)
+    const r = JSON.parse(run.lines.find((l) => l.startsWith("["))!) as Array<{ clients: number; ok: number; errors: number; publications: { lost: number } }>
+    expect(r.map((x) => x.clients)).toEqual([1, 3])
+    for (const x of r) expect([x.ok > 0, x.errors, x.publications.lost]).toEqual([true, 0, 0])
+  }, 60_000)
+
   it("says what is wrong with a bad mix", async () => {
     const run = spawnBulletin("bench", ["bench", "--broker", host, "--mix", "publish:1,nope:2", "--seconds", "1"])
     expect(await run.exited).toBe(2)
