@@ -294,11 +294,12 @@ export const server = (config: ServerConfig) =>
         if (post !== undefined) {
           const { topic, payload } = publicationOf(post)
           // A private message to a claimed user goes, sealed, on the topic only its logged-in clients know.
-          const claim = post.service === "message" && config.credentials !== undefined ? store.account(post.dst) : undefined
-          if (claim === undefined) yield* publisher.publish(topic, payload)
+          const credentials = config.credentials
+          const claim = post.service === "message" && credentials !== undefined ? store.account(post.dst) : undefined
+          if (claim === undefined || credentials === undefined) yield* publisher.publish(topic, payload)
           else {
-            const hidden = privateTopic(config.credentials!, post.service === "message" ? post.dst : "", claimRef(claim))
-            yield* publisher.publish(hidden.topic, seal(hidden.key, config.credentials!.nonce(), payload))
+            const hidden = privateTopic(credentials, claim.user, claimRef(claim))
+            yield* publisher.publish(hidden.topic, seal(hidden.key, credentials.nonce(), payload))
           }
         }
         return op

@@ -4,6 +4,7 @@ import { writeKeyFile } from "../transport/keys.ts"
 import { join, resolve } from "node:path"
 import { createInterface } from "node:readline"
 import { startLiveDashboard } from "./dashboard.ts"
+import type { ControlAction, RoleStatus } from "../dashboard/roles.ts"
 import { packageRoot } from "./root.ts"
 import { type Spec, int, parse, usage } from "./options.ts"
 
@@ -60,15 +61,6 @@ export const topology = (o: { data: string; servers: number; bots: number; botRa
   return roles
 }
 
-/** What `up` knows of a role's process, as the dashboard shows it. */
-export interface RoleStatus {
-  readonly name: string
-  /** running; stopped (by a person: not restarted); frozen (SIGSTOP: silent, connections open); restarting (died, back-off). */
-  readonly state: "starting" | "running" | "stopped" | "frozen" | "restarting"
-  readonly pid: number | undefined
-}
-
-export type ControlAction = "stop" | "restart" | "partition" | "heal"
 
 /**
  * Runs each role as a child process, prefixes its output with its name, and

@@ -1,6 +1,6 @@
 import type { ServerResponse } from "node:http"
 import type { MonitorReport } from "../actors/monitor.ts"
-import type { RoleStatus } from "../cli/up.ts"
+import type { RoleStatus } from "./roles.ts"
 
 /**
  * What the dashboard page is fed: the servers' monitoring reports, the

@@ -97,7 +97,8 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
   const accounts = new Map<string, Extract<Op, { kind: "account" }> | null>()
   const lastPosts = new Map<string, number>()
   const postKey = (origin: string, channel: string) => `${origin}\u0000${channel}`
-  const claim = (op: Op) => {
+  /** Keeps the caches of claims and last posts current as an op becomes durable (entries not cached are read when asked). */
+  const updateCaches = (op: Op) => {
     if (op.kind === "publish") {
       const k = postKey(op.origin, op.channel)
       const known = lastPosts.get(k)
@@ -167,6 +168,7 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
     maxClock = Math.max(maxClock, op.clock)
     if (op.kind === "user") users.add(op.user)
     if (op.kind === "channel") channels.add(op.channel)
+    updateCaches(op)
   }
 
   if (kv.get(["ix", "version"]) === indexVersion) {
@@ -248,7 +250,6 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
             // Durable now: from here on reads may see it (and it survives a crash).
             for (const op of fresh) {
               learn(op)
-              claim(op)
             }
             resume(Effect.succeed(outcomes))
           })
