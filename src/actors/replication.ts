@@ -45,8 +45,13 @@ export interface ReplicationStore {
   readonly opsAfter: (origin: string, afterSeq: number, limit: number) => ReadonlyArray<Op>
   /** The seq of the origin's last stored post on a channel (0: none); without it, posts carry no `prev`. */
   readonly lastPost?: (origin: string, channel: string) => number
-  /** Makes the ops durable (idempotently); `done` once they are, with an error if not. */
-  readonly apply: (ops: ReadonlyArray<Op>, done: (error?: unknown) => void) => void
+  /**
+   * Makes the ops durable (idempotently); `done` once they are, with an
+   * error if not. `committed`, if the store reports it, first: the batch can
+   * no longer fail and is durable before anything applied after it (see
+   * OrderedKv.write); a store that never calls it is waited for to `done`.
+   */
+  readonly apply: (ops: ReadonlyArray<Op>, done: (error?: unknown) => void, committed?: () => void) => void
 }
 
 /** The Store's synchronous reads, as the node wants them (each host adds its own `apply`). */
@@ -100,6 +105,8 @@ export const opsPerOriginMax = 4096
 
 /** Own ops written in one batch at most. */
 const ownBatchMax = 256
+/** Own batches committed and waiting for their flush at once (the pipeline's depth). */
+const ownBatchesInFlightMax = 4
 
 /** Live ops per replication-lag report. */
 const lagSampleOps = 200
@@ -201,12 +208,16 @@ export class ReplicationNode {
 
   /**
    * A new op of this server: the next sequence number, durable before
-   * `done`, then published to the others. Own ops are written one batch at a
-   * time, in order: every op that arrives while a batch is being written
-   * goes into the next one, and numbers are given when a batch is written.
-   * So a failed write consumes no sequence number (its ops are refused and
-   * the next batch reuses their numbers), and no op of ours can be durable
-   * while an earlier one is not (no hole in our own sequence, ever).
+   * `done`, then published to the others. Own ops are written in batches, in
+   * order: every op that arrives while a batch is being committed goes into
+   * the next one, and numbers are given when a batch is issued. The next
+   * batch is issued once the one before is committed (it can no longer fail,
+   * and the disk makes batches durable in commit order), without waiting
+   * for its flush: so flushes overlap the next batch's work, a failed write
+   * consumes no sequence number (its ops are refused and the next batch
+   * reuses their numbers: nothing was issued after it), and no op of ours
+   * can be durable while an earlier one is not (no hole in our own
+   * sequence, ever).
    */
   commit(input: OpInput, done: (error: unknown, op?: Op) => void): void {
     if (this.#stopped) return done(new Error("replication stopped: the server is shutting down"))
@@ -220,40 +231,64 @@ export class ReplicationNode {
   }
 
   readonly #own: Array<{ readonly input: OpInput; readonly done: (error: unknown, op?: Op) => void }> = []
-  #ownWriting = false
+  /** A batch is being committed: the next one waits (its numbers follow this one's). */
+  #ownCommitting = false
+  /** Batches committed and not yet durable (bounded: `ownBatchesInFlightMax`). */
+  #ownFlushing = 0
+  /** Our last post per channel in batches committed and not yet durable (their `prev` for the next ones). */
+  readonly #ownLastPosts = new Map<string, number>()
 
   #writeOwn() {
-    if (this.#ownWriting || this.#own.length === 0 || this.#stopped) return
+    if (this.#ownCommitting || this.#ownFlushing >= ownBatchesInFlightMax || this.#own.length === 0 || this.#stopped) return
     const batch = this.#own.splice(0, ownBatchMax)
     let seq = Math.max(this.#seq, this.#env.store.lastSeq(this.config.name))
-    // Each post's `prev`: the seq of our previous post on its channel (earlier in this batch, or stored).
+    // Each post's `prev`: the seq of our previous post on its channel (earlier in this batch, in flight, or stored).
     const prevs = new Map<string, number>()
     const ops = batch.map(({ input }) => {
       const op = { ...input, origin: this.config.name, seq: (seq += 1) } as Op
       const lastPost = this.#env.store.lastPost
       if (op.kind !== "publish" || lastPost === undefined) return op
-      const prev = prevs.get(op.channel) ?? lastPost(this.config.name, op.channel)
+      const prev = prevs.get(op.channel) ?? this.#ownLastPosts.get(op.channel) ?? lastPost(this.config.name, op.channel)
       prevs.set(op.channel, op.seq)
       return { ...op, prev }
     })
-    this.#ownWriting = true
-    this.#env.store.apply(ops, (error) => {
-      this.#ownWriting = false
-      if (this.#stopped) {
-        const stopped = new Error("replication stopped: the server is shutting down")
-        for (const { done } of [...batch, ...this.#own.splice(0)]) done(stopped)
-        return
-      }
-      if (error === undefined) {
+    this.#ownCommitting = true
+    let committed = false
+    const stopped = () => new Error("replication stopped: the server is shutting down")
+    this.#env.store.apply(
+      ops,
+      (error) => {
+        if (!committed) this.#ownCommitting = false
+        else this.#ownFlushing -= 1
+        if (this.#stopped) {
+          for (const { done } of [...batch, ...this.#own.splice(0)]) done(stopped())
+          return
+        }
+        if (error === undefined) {
+          // Without a commit stage (a store that only reports durability): the numbers are taken now.
+          if (!committed) this.#seq = seq
+          for (const [channel, s] of prevs) if (this.#ownLastPosts.get(channel) === s) this.#ownLastPosts.delete(channel)
+          this.publish(ops)
+        } else if (committed) {
+          // A committed batch that did not become durable: every batch after it is in doubt too.
+          this.#env.trace?.({ kind: "error", where: "own write", message: `a committed batch failed to flush: ${String(error)}` })
+        }
+        for (const [i, { done }] of batch.entries()) {
+          if (error === undefined) done(undefined, ops[i])
+          else done(error)
+        }
+        this.#writeOwn()
+      },
+      () => {
+        // Committed: it will be durable before anything issued after it, so the next batch may go.
+        committed = true
+        this.#ownCommitting = false
+        this.#ownFlushing += 1
         this.#seq = seq
-        this.publish(ops)
-      }
-      for (const [i, { done }] of batch.entries()) {
-        if (error === undefined) done(undefined, ops[i])
-        else done(error)
-      }
-      this.#writeOwn()
-    })
+        for (const [channel, s] of prevs) this.#ownLastPosts.set(channel, s)
+        this.#writeOwn()
+      },
+    )
   }
 
   /**

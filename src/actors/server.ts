@@ -263,9 +263,9 @@ export const server = (config: ServerConfig) =>
         store: {
           ...storeReads(store),
           // One transaction per batch: all of it durable, or none.
-          apply: (ops, done) =>
+          apply: (ops, done, committed) =>
             void run(
-              store.applyAll(ops).pipe(
+              store.applyAll(ops, committed).pipe(
                 Effect.match({
                   onFailure: (e) => done(e),
                   onSuccess: () => {

@@ -27,10 +27,16 @@ export interface OrderedKv {
    * calls `done` once the batch is on disk, or with the error that kept it
    * off (then nothing of it was written). Reads see a batch only once it is
    * durable. `done` may be called at once (a disk with no flush latency).
-   * A callback, not a promise: the simulator runs this code on simulated
+   * `committed`, if given, is called first, once the batch is committed:
+   * it can no longer fail, and it will be durable before any batch written
+   * after it (batches become durable in the order they commit; a crash
+   * loses a suffix of them, never one in the middle). So a writer may issue
+   * its next batch on `committed` without waiting for the flush. A failed
+   * batch never calls `committed`.
+   * Callbacks, not promises: the simulator runs this code on simulated
    * time, where nothing may wait on the real event loop's microtasks.
    */
-  readonly write: (entries: ReadonlyArray<readonly [Key, unknown]>, done: (error?: Error) => void) => void
+  readonly write: (entries: ReadonlyArray<readonly [Key, unknown]>, done: (error?: Error) => void, committed?: () => void) => void
   readonly close: () => Promise<void>
 }
 
@@ -86,7 +92,10 @@ export const openLmdb = (path: string): OrderedKv => {
     // awaited: a failed commit (a full disk) must reach the caller, not
     // become an unhandled rejection that kills the process.
     // (Its callback form, `transaction(fn)`, hangs with lmdb 3.5.6 on Node 20.)
-    write: (entries, done) => {
+    // The puts settle when their transaction commits (a failure is reported
+    // there, ENOSPC); with overlappingSync (lmdb-js's default) the sync to
+    // disk follows, in commit order, and `flushed` resolves after it.
+    write: (entries, done, committed) => {
       let puts: Array<Promise<unknown>>
       try {
         puts = entries.map(([k, v]) => (v === undefined ? db.remove(k as Array<KeyPart>) : db.put(k as Array<KeyPart>, v)))
@@ -94,7 +103,10 @@ export const openLmdb = (path: string): OrderedKv => {
         return done(e as Error)
       }
       Promise.all(puts)
-        .then(() => db.flushed)
+        .then(() => {
+          committed?.()
+          return db.flushed
+        })
         .then(
           () => done(),
           (e: unknown) => commitFailure(e).then(done),
@@ -188,7 +200,7 @@ export interface DiskTimers {
   readonly immediate: (fn: () => void) => void
 }
 
-type Txn = Array<{ readonly entries: ReadonlyArray<readonly [Key, unknown]>; readonly done: (error?: Error) => void }>
+type Txn = Array<{ readonly entries: ReadonlyArray<readonly [Key, unknown]>; readonly done: (error?: Error) => void; readonly committed: (() => void) | undefined }>
 
 export type DiskFault = "EIO" | "ENOSPC"
 
@@ -197,7 +209,8 @@ const diskError = (code: DiskFault) =>
 
 /**
  * A disk in memory with LMDB's crash semantics, for the simulator. Writes
- * issued in one turn form one transaction; transactions are flushed one at
+ * issued in one turn form one transaction, committed at the end of the turn
+ * (where it fails, if it does); committed transactions are flushed one at
  * a time, in order, each taking `flushMs()` of simulated time; a batch is
  * durable (and visible to reads) only when its flush completes. `crash()`
  * loses every batch not yet flushed, and their callbacks never fire, as a
@@ -226,7 +239,7 @@ export class MemoryDisk implements OrderedKv {
   get = (key: Key) => this.#durable.get(key)
   range = (options: RangeOptions) => this.#durable.range(options)
 
-  write = (entries: ReadonlyArray<readonly [Key, unknown]>, done: (error?: Error) => void) => {
+  write = (entries: ReadonlyArray<readonly [Key, unknown]>, done: (error?: Error) => void, committed?: () => void) => {
     if (this.#open === undefined) {
       const txn: Txn = []
       this.#open = txn
@@ -234,11 +247,20 @@ export class MemoryDisk implements OrderedKv {
       this.#timers.immediate(() => {
         if (epoch !== this.#epoch) return
         this.#open = undefined
+        // The commit: where a write fails (nothing of it is written).
+        const fault: DiskFault | undefined = this.#full ? "ENOSPC" : this.#failNext ? "EIO" : undefined
+        if (fault !== undefined) {
+          if (fault === "EIO") this.#failNext = false
+          this.stats.failed += 1
+          for (const w of txn) w.done(diskError(fault))
+          return
+        }
         this.#queued.push(txn)
+        for (const w of txn) w.committed?.()
         this.#flushNext()
       })
     }
-    this.#open.push({ entries, done })
+    this.#open.push({ entries, done, committed })
   }
 
   close = async () => {}
@@ -253,8 +275,8 @@ export class MemoryDisk implements OrderedKv {
     return {
       get: this.get,
       range: this.range,
-      write: (entries, done) => {
-        if (epoch === this.#epoch) this.write(entries, done)
+      write: (entries, done, committed) => {
+        if (epoch === this.#epoch) this.write(entries, done, committed)
       },
       close: this.close,
     }
@@ -269,7 +291,7 @@ export class MemoryDisk implements OrderedKv {
     this.#flushing = false
   }
 
-  /** The next transaction to flush fails with EIO. */
+  /** The next transaction to commit fails with EIO. */
   failNextWrite(): void {
     this.#failNext = true
   }
@@ -292,13 +314,9 @@ export class MemoryDisk implements OrderedKv {
     this.#timers.after(this.#flushMs(), () => {
       if (epoch !== this.#epoch) return
       this.#flushing = false
-      const fault: DiskFault | undefined = this.#full ? "ENOSPC" : this.#failNext ? "EIO" : undefined
-      if (fault === "EIO") this.#failNext = false
-      if (fault === undefined) {
-        for (const w of txn) this.#durable.apply(w.entries)
-        this.stats.flushed += 1
-      } else this.stats.failed += 1
-      for (const w of txn) w.done(fault === undefined ? undefined : diskError(fault))
+      for (const w of txn) this.#durable.apply(w.entries)
+      this.stats.flushed += 1
+      for (const w of txn) w.done()
       this.#flushNext()
     })
   }
@@ -310,8 +328,9 @@ export const openMemory = (): OrderedKv => {
   return {
     get: (key) => durable.get(key),
     range: (options) => durable.range(options),
-    write: (batch, done) => {
+    write: (batch, done, committed) => {
       durable.apply(batch)
+      committed?.()
       done()
     },
     close: async () => {},

@@ -29,8 +29,10 @@ export interface StoreShape {
    * Makes ops durable in one transaction: all of them or none. What they
    * change (users, channels, the vector, history) is visible only once the
    * transaction is on disk, so nothing a read returns can be lost to a crash.
+   * `committed` is called when the transaction is committed (it can no
+   * longer fail and is ordered before every later one; see OrderedKv.write).
    */
-  readonly applyAll: (ops: ReadonlyArray<Op>) => Effect.Effect<ReadonlyArray<"applied" | "duplicate">, StoreError>
+  readonly applyAll: (ops: ReadonlyArray<Op>, committed?: () => void) => Effect.Effect<ReadonlyArray<"applied" | "duplicate">, StoreError>
   readonly hasUser: (name: string) => boolean
   /** The seq of `origin`'s last stored post on `channel` (0: none): what its next post's `prev` is. */
   readonly lastPost: (origin: string, channel: string) => number
@@ -205,7 +207,7 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
     }
   }
 
-  const applyAll = (ops: ReadonlyArray<Op>) =>
+  const applyAll = (ops: ReadonlyArray<Op>, committed?: () => void) =>
     Effect.suspend(() => {
       const outcomes: Array<"applied" | "duplicate"> = []
       const fresh: Array<Op> = []
@@ -236,7 +238,10 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
         const shown = wins ? historyKey(op) : undefined
         if (shown !== undefined) entries.push([shown, postOf(op)])
       }
-      if (fresh.length === 0) return Effect.succeed(outcomes)
+      if (fresh.length === 0) {
+        committed?.()
+        return Effect.succeed(outcomes)
+      }
       entries.push([["ix", "clock", fresh.reduce((m, op) => Math.max(m, op.clock), 0), fresh[0]!.origin, fresh[0]!.seq], 1])
       const settle = () => {
         for (const ref of refs) inflight.delete(ref)
@@ -252,7 +257,7 @@ export const makeStore = (kv: OrderedKv): StoreShape => {
               learn(op)
             }
             resume(Effect.succeed(outcomes))
-          })
+          }, committed)
         } catch (e) {
           settle()
           resume(Effect.fail(new StoreError({ reason: "Io", message: `write failed: ${(e as Error).message}`, code: (e as { code?: string }).code })))

@@ -105,4 +105,41 @@ describe("a failed write", () => {
     expect(results).toEqual(["a: seq 1", "b: failed", "b again: seq 2", "c: seq 3"])
     expect(store.vector().get("s1")).toBe(3)
   })
+
+  it("pipelines own batches: the next is issued at the commit of the one before, and a failed commit still burns no number", () => {
+    const { sched, d, run } = disk(10)
+    const store = makeStore(d.session())
+    const published: Array<number> = []
+    const node = new ReplicationNode(defaultReplicationConfig("s1"), {
+      net: { request: (_to, _frame, _ms, _lane, done) => done(undefined), publish: () => published.push(published.length) },
+      clock: sched.xstateClock(),
+      lamport: new LamportClock(),
+      now: () => 0,
+      elapsedNow: () => sched.now,
+      store: {
+        ...storeReads(store),
+        apply: (ops, done, committed) => void Effect.runFork(store.applyAll(ops, committed)).addObserver((e) => (Exit.isSuccess(e) ? done() : done(e.cause))),
+      },
+    })
+    const results: Array<string> = []
+    const commit = (message: string) =>
+      node.commit({ kind: "publish", user: "u", channel: "c", message, clock: 1, timestamp: 0 }, (error, op) =>
+        results.push(error === undefined ? `${message}: seq ${op!.seq} prev ${(op as { prev?: number }).prev} at ${sched.now}` : `${message}: failed at ${sched.now}`),
+      )
+    commit("a")
+    run(1)
+    // a is committed and flushing (10 ms): b is issued now, not after a's flush.
+    commit("b")
+    run(1)
+    d.failNextWrite()
+    commit("c")
+    run(1)
+    commit("d")
+    run(40)
+    // Durable in order, one flush after another (a at 10, b at 20), c refused at its commit, d took c's number.
+    expect(results).toEqual(["c: failed at 2", "a: seq 1 prev 0 at 10", "b: seq 2 prev 1 at 20", "d: seq 3 prev 2 at 30"])
+    expect(store.vector().get("s1")).toBe(3)
+    expect(store.opsAfter("s1", 0, 10).map((op) => op.seq)).toEqual([1, 2, 3])
+    expect(published).toHaveLength(3)
+  })
 })
