@@ -261,12 +261,12 @@ export const runBench = async (argv: ReadonlyArray<string>) => {
   // Start-up: what a healthcheck costs every few seconds in every container, against a bare node.
   const starts = Math.max(5, runs)
   const bare = startup(["-e", ""], {}, starts)
-  const health = startup([bin, "health", "bot"], {}, starts)
-  const fromSource = startup([bin, "health", "bot"], { BULLETIN_FROM_SOURCE: "1" }, starts)
+  const health = startup([bin, "health", "client"], {}, starts)
+  const fromSource = startup([bin, "health", "client"], { BULLETIN_FROM_SOURCE: "1" }, starts)
   const helpRun = startup([bin, "--help"], {}, starts)
   console.log(`\nstart-up, medians of ${starts} (wall ms, peak RSS MB)         node -e ''   bulletin    ratio`)
   const line = (label: string, x: { ms: number; mb: number }) => `${label.padEnd(44)}${`${bare.ms.toFixed(0)} / ${bare.mb.toFixed(0)}`.padStart(12)}${`${x.ms.toFixed(0)} / ${x.mb.toFixed(0)}`.padStart(12)}${(x.ms / bare.ms).toFixed(2).padStart(9)}`
-  console.log(line("bulletin health bot (the healthcheck)", health))
+  console.log(line("bulletin health client (the healthcheck)", health))
   console.log(line("bulletin --help", helpRun))
-  console.log(line("bulletin health bot from the sources (tsx)", fromSource))
+  console.log(line("bulletin health client from the sources (tsx)", fromSource))
 }

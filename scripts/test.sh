@@ -12,3 +12,6 @@ fi
 npx vitest run test/sim
 npx vitest run --exclude 'test/sim/**'
 
+# The compose demo on a real Docker engine of the test's own (skipped, with
+# the reason, where none can be started).
+bash test/docker/compose.sh

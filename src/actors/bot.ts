@@ -13,6 +13,8 @@ export interface BotConfig extends ClientConfig {
   readonly name: string | undefined
   /** Log in with this password (claims the name on the first login; needed where the cluster requires accounts). */
   readonly password?: string | undefined
+  /** Called after every acknowledged post (the host's liveness file for its healthcheck). */
+  readonly onPosted?: () => void
 }
 
 const words = ["hello", "zeromq", "lamport", "bully", "berkeley", "replica", "broker", "proxy", "clock", "channel", "quorum", "heartbeat"]
@@ -47,8 +49,10 @@ export const bot = (config: BotConfig) =>
         if (config.messagesMax > 0 && sent >= config.messagesMax) return
         const text = `${words[yield* Random.nextIntBetween(0, words.length, { halfOpen: true })]} #${sent + 1} from ${name}`
         const r = yield* client.publish(channel, text)
-        if (r.ok) sent += 1
-        else yield* Effect.logWarning(`bot ${name}: publish to ${channel} refused: ${r.error}`)
+        if (r.ok) {
+          sent += 1
+          config.onPosted?.()
+        } else yield* Effect.logWarning(`bot ${name}: publish to ${channel} refused: ${r.error}`)
         yield* Effect.sleep(pause)
       }
     })

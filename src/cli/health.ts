@@ -2,13 +2,15 @@ import { request as httpRequest } from "node:http"
 import { connect } from "node:net"
 import { decode, encode } from "../protocol/codec.ts"
 import type { ClusterKey } from "../transport/keys.ts"
-import { Ports, type Spec, endpoint, parse, usage } from "./options.ts"
+import { statSync } from "node:fs"
+import { Ports, type Spec, botAliveFile, botAliveMs, endpoint, parse, usage } from "./options.ts"
 
 /**
  * `bulletin health ROLE`: the container healthcheck. Exit 0 when the role in
  * this container answers: broker and proxy accept TCP connections on both
  * their ports; the reference answers `list`; a server answers `ping` on its
- * peer port; the dashboard answers HTTP. Bots and clients have nothing to probe (always healthy).
+ * peer port; the dashboard answers HTTP; a bot has had a post acknowledged
+ * in the last 30 s (its liveness file). A client has nothing to probe (always healthy).
  */
 const spec: Spec = {
   host: { env: "HEALTH_HOST", default: "127.0.0.1", help: "address the role listens on, seen from inside its container" },
@@ -16,6 +18,19 @@ const spec: Spec = {
   key: { env: "BULLETIN_KEY_FILE", help: "the cluster's key file, to probe the reference and peer ports (or BULLETIN_CLUSTER_KEY)" },
   open: { boolean: true, env: "BULLETIN_OPEN", help: "the cluster runs in open mode" },
   port: { env: "DASHBOARD_PORT", default: "5580", help: "the dashboard's port (health dashboard)" },
+  "alive-file": { env: "BOT_ALIVE_FILE", default: botAliveFile, help: "the bot's liveness file (health bot)" },
+}
+
+/** The bot's last acknowledged post is recent: its liveness file was touched within `botAliveMs`. */
+const recentlyTouched = (file: string) => {
+  let mtimeMs: number
+  try {
+    mtimeMs = statSync(file).mtimeMs
+  } catch {
+    throw new Error(`${file}: no post acknowledged yet`)
+  }
+  const age = Date.now() - mtimeMs
+  if (age > botAliveMs) throw new Error(`last post acknowledged ${Math.round(age / 1000)} s ago (${file})`)
 }
 
 const tcpOpen = (host: string, port: number, timeoutMs: number) =>
@@ -100,6 +115,8 @@ export const runHealth = async (argv: ReadonlyArray<string>) => {
       await httpOk(host, Number(p.values.port), "/api/info", timeoutMs)
       break
     case "bot":
+      recentlyTouched(p.values["alive-file"]!)
+      break
     case "client":
       break
     default:

@@ -1,3 +1,5 @@
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { parseArgs } from "node:util"
 
 /**
@@ -52,6 +54,11 @@ export const endpoint = (hostOrEndpoint: string, port: number): string => {
   if (/:\d+$/.test(hostOrEndpoint)) return `tcp://${hostOrEndpoint}`
   return `tcp://${hostOrEndpoint}:${port}`
 }
+
+/** What a bot touches after each acknowledged post and `bulletin health bot` checks (BOT_ALIVE_FILE). */
+export const botAliveFile = join(tmpdir(), "bulletin-bot.alive")
+/** A bot is healthy while its last acknowledged post is at most this old. */
+export const botAliveMs = 30_000
 
 export const Ports = { brokerFrontend: 5555, brokerBackend: 5556, proxyFrontend: 5557, proxyBackend: 5558, reference: 5559, peer: 5560 } as const
 

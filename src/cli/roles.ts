@@ -1,3 +1,4 @@
+import { writeFile } from "node:fs"
 import { hostname } from "node:os"
 import { join } from "node:path"
 import { Effect, Layer } from "effect"
@@ -13,7 +14,7 @@ import { layerLmdb } from "../store/Store.ts"
 import { layerZmq } from "../transport/zmq.ts"
 import { formatKey, generateKey, securityFrom, writeKeyFile } from "../transport/keys.ts"
 import { claimDataDir } from "./datadir.ts"
-import { Ports, type Spec, endpoint, inspectUrlDefault, int, parse, usage } from "./options.ts"
+import { Ports, type Spec, botAliveFile, endpoint, inspectUrlDefault, int, parse, usage } from "./options.ts"
 
 const common: Spec = {
   broker: { env: "BROKER_ADDR", default: "127.0.0.1", help: "broker host (clients use port 5555, servers 5556)" },
@@ -57,6 +58,7 @@ const specs = {
     max: { env: "BOT_MAX", default: "0", help: "stop after this many posts (0: never)" },
     name: { env: "BOT_NAME", help: "fixed bot name (default: random)" },
     password: { env: "BULLETIN_PASSWORD", help: "log in with this password (claims the name; needed where the cluster requires accounts)" },
+    "alive-file": { env: "BOT_ALIVE_FILE", default: botAliveFile, help: "file touched after each acknowledged post (what `bulletin health bot` checks); 'none': no file" },
   },
 } satisfies Record<string, Spec>
 
@@ -81,6 +83,21 @@ const coordinationOf = (values: Record<string, string | undefined>): Coordinatio
   const bindHost = /^tcp:\/\/([^:]+):/.exec(peerBind)?.[1]
   const advertised = values.advertise ?? (bindHost === "0.0.0.0" || bindHost === "*" ? peerBind.replace(`//${bindHost}:`, `//${process.env.HOSTNAME ?? hostname()}:`) : peerBind)
   return { reference: endpoint(values.reference!, Ports.reference), peerBind, peerAddr: endpoint(advertised, Ports.peer) }
+}
+
+/**
+ * Touches the bot's liveness file after an acknowledged post, at most once a
+ * second (asynchronously: the post loop never waits on the disk).
+ */
+const aliveToucher = (file: string): (() => void) | undefined => {
+  if (file === "none") return undefined
+  let last = 0
+  return () => {
+    const now = Date.now()
+    if (now - last < 1_000) return
+    last = now
+    writeFile(file, `${now}\n`, () => {})
+  }
 }
 
 /** The cluster roles and keygen: `bulletin broker|proxy|keygen|reference|server|bot ...`. */
@@ -166,6 +183,7 @@ export const runRole = async (command: string, args: ReadonlyArray<string>): Pro
         messagesMax: int(values.max, "max"),
         name: values.name,
         password: values.password === "" ? undefined : values.password,
+        onPosted: aliveToucher(values["alive-file"]!),
       }
       return runMain(Effect.scoped(bot(config)).pipe(Effect.provide(layerZmq())))
     }

@@ -30,6 +30,7 @@ interface Service {
   readonly tty?: boolean
   readonly restart?: string
   readonly ports?: ReadonlyArray<unknown>
+  readonly profiles?: ReadonlyArray<string>
 }
 
 const config = () => {
@@ -43,31 +44,38 @@ const instruction = (name: string) => dockerfile.split("\n").filter((l) => l.sta
 describe("compose.yaml", () => {
   it("is accepted by docker-compose and describes the standard 9 containers, the dashboard and the one-shot keys service", () => {
     const { services, volumes } = config()
-    expect(Object.keys(services).sort()).toEqual(["bot", "broker", "client", "dashboard", "keys", "proxy", "reference", "server"])
+    const servers = ["server-1", "server-2", "server-3"]
+    expect(Object.keys(services).sort()).toEqual(["bot", "broker", "client", "dashboard", "keys", "proxy", "reference", ...servers])
     const containers = Object.values(services).reduce((n, s) => n + (s.deploy?.replicas ?? 1), 0)
     expect(containers).toBe(11)
     // The dashboard is published on the host's loopback only: no login in front of it.
     expect(JSON.stringify(services.dashboard!.ports)).toMatch(/127\.0\.0\.1/)
-    expect(services.server!.deploy?.replicas).toBe(3)
     expect(services.bot!.deploy?.replicas).toBe(2)
-    // Host names as in PROTOCOL.md; replicas must not pin a host or container name.
+    // Host names as in PROTOCOL.md; servers named server-1..3 (stable across restarts: the dashboard and logs show them).
     expect([services.broker!.hostname, services.proxy!.hostname, services.reference!.hostname]).toEqual(["broker", "proxy", "reference"])
-    expect(services.server!.hostname).toBeUndefined()
-    expect(services.server!.container_name).toBeUndefined()
+    expect(servers.map((s) => services[s]!.hostname)).toEqual(servers)
+    for (const s of servers) expect(services[s]!.container_name).toBeUndefined()
     // A healthcheck per role that has something to check, and start order on health.
-    for (const role of ["broker", "proxy", "reference", "server", "dashboard"]) expect(services[role]!.healthcheck?.test.slice(-2)).toEqual(["health", role])
-    expect(services.server!.depends_on).toEqual({ broker: { condition: "service_healthy" }, proxy: { condition: "service_healthy" }, reference: { condition: "service_healthy" } })
-    expect(services.bot!.depends_on?.server?.condition).toBe("service_healthy")
-    // The client is interactive and attachable.
+    for (const role of ["broker", "proxy", "reference", "dashboard", "bot"]) expect(services[role]!.healthcheck?.test.slice(-2)).toEqual(["health", role])
+    for (const s of servers) {
+      expect(services[s]!.healthcheck?.test.slice(-2)).toEqual(["health", "server"])
+      expect(services[s]!.depends_on).toEqual({ broker: { condition: "service_healthy" }, proxy: { condition: "service_healthy" }, reference: { condition: "service_healthy" } })
+    }
+    for (const s of servers) expect(services.bot!.depends_on?.[s]?.condition).toBe("service_healthy")
+    // The client is interactive and attachable, and not started by `up` (it needs a terminal).
     expect([services.client!.stdin_open, services.client!.tty, services.client!.restart]).toEqual([true, true, "no"])
-    // Named volumes; servers keep one folder each under the shared one.
-    expect(Object.keys(volumes).sort()).toEqual(["cluster-key", "reference-data", "server-data"])
+    expect(services.client!.profiles).toEqual(["client"])
+    // Named volumes: one per server.
+    expect(Object.keys(volumes).sort()).toEqual(["cluster-key", "reference-data", "server-1-data", "server-2-data", "server-3-data"])
+    for (const s of servers) expect(JSON.stringify(services[s]!.volumes)).toContain(`${s}-data`)
     // Every cluster role reads the cluster's key, made once by the one-shot `keys` service.
-    for (const role of ["broker", "proxy", "reference", "server"]) expect(services[role]!.environment?.BULLETIN_KEY_FILE).toBe("/keys/cluster.key")
+    for (const role of ["broker", "proxy", "reference", ...servers]) expect(services[role]!.environment?.BULLETIN_KEY_FILE).toBe("/keys/cluster.key")
     for (const role of ["broker", "proxy", "reference"]) expect(services[role]!.depends_on?.keys?.condition).toBe("service_completed_successfully")
     expect(services.keys!.command).toEqual(["keygen", "--if-missing"])
-    expect(services.server!.environment?.DATA_ROOT).toBe("/data")
-    expect(services.server!.environment?.DATA_DIR).toBeUndefined()
+    for (const s of servers) {
+      expect(services[s]!.environment?.DATA_ROOT).toBe("/data")
+      expect(services[s]!.environment?.DATA_DIR).toBeUndefined()
+    }
   })
 })
 
@@ -97,6 +105,8 @@ describe("the containers' commands, run as processes", () => {
       for (const [k, v] of Object.entries(env)) out[k] = ["broker", "proxy", "reference"].includes(v) ? infra : v === "0.0.0.0" ? infra : v.startsWith("/data") ? v.replace("/data", data) : v.startsWith("/keys") ? v.replace("/keys", keys) : v
       // What compose's environment does not set, the container does not have: not the test's own key.
       out.BULLETIN_CLUSTER_KEY = ""
+      // A container's /tmp is its own: the bots' liveness file, here in this test's folder.
+      out.BOT_ALIVE_FILE = join(data, "bot.alive")
       return { ...out, ...extra }
     }
     // ENTRYPOINT is `node bin/bulletin.js`: spawnBulletin runs exactly that.
@@ -118,17 +128,19 @@ describe("the containers' commands, run as processes", () => {
     run("proxy", "proxy")
     run("reference", "reference")
     await Promise.all([healthy("broker", infra), healthy("proxy", infra), healthy("reference", infra)])
-    const replicas = services.server!.deploy!.replicas!
+    const replicas = 3
     const servers: Array<Proc> = []
     for (let i = 1; i <= replicas; i++) {
-      // Each replica its own host: its own address and host name (Docker gives the container id).
-      servers.push(run(`server-${i}`, "server", { HOSTNAME: `replica${i}`, PEER_BIND: `tcp://${serverAt(i)}:5560`, PEER_ADDR: `tcp://${serverAt(i)}:5560`, SERVER_HOST: serverAt(i) }))
+      // Each server its own host: its own address, and the host name compose gives it.
+      servers.push(run(`server-${i}`, `server-${i}`, { HOSTNAME: services[`server-${i}`]!.hostname!, PEER_BIND: `tcp://${serverAt(i)}:5560`, PEER_ADDR: `tcp://${serverAt(i)}:5560`, SERVER_HOST: serverAt(i) }))
     }
-    await Promise.all(servers.map((_, i) => healthy("server", serverAt(i + 1))))
+    await Promise.all(servers.map((_, i) => healthy(`server-${i + 1}`, serverAt(i + 1))))
     await Promise.all(servers.map((s) => s.waitFor(/serving requests/)))
-    await Promise.race(servers.map((s) => s.waitFor(/coordinator is replica\d \(this server\)/, 20_000)))
+    await Promise.race(servers.map((s) => s.waitFor(/coordinator is server-\d \(this server\)/, 20_000)))
     const bots = Array.from({ length: services.bot!.deploy!.replicas! }, (_, i) => run(`bot-${i + 1}`, "bot", { BOT_RATE: "10" }))
     await Promise.all(bots.map((b) => b.waitFor(/logged in/)))
+    // A bot is healthy once a post of its was acknowledged (its liveness file; both bots here share one folder).
+    await healthy("bot", infra)
     const client = run("client", "client", {}, ["login compose", "channels", "channel compose", "publish compose hello from the client container", "history compose", ""].join("\n"))
     expect(await client.exited).toBe(0)
     const out = client.lines.join("\n")
@@ -144,11 +156,11 @@ describe("the containers' commands, run as processes", () => {
     const deadline = performance.now() + 10_000
     while (seen.size < replicas && performance.now() < deadline) {
       const { value } = await reader.read()
-      for (const m of new TextDecoder().decode(value).matchAll(/"server":"(replica\d)"/g)) seen.add(m[1]!)
+      for (const m of new TextDecoder().decode(value).matchAll(/"server":"(server-\d)"/g)) seen.add(m[1]!)
     }
     await reader.cancel()
     expect(seen.size).toBe(replicas)
-    // Each replica claimed its own folder under the shared volume.
-    for (let i = 1; i <= replicas; i++) expect(readFileSync(join(data, `replica${i}`, "OWNER"), "utf8").trim()).toBe(`replica${i}`)
+    // Each server claimed its own folder (in its own volume, /data/<name>).
+    for (let i = 1; i <= replicas; i++) expect(readFileSync(join(data, `server-${i}`, "OWNER"), "utf8").trim()).toBe(`server-${i}`)
   }, 90_000)
 })

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdtempSync } from "node:fs"
+import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { createInterface } from "node:readline"
@@ -93,11 +93,18 @@ export const spawnBulletin = (
   return proc
 }
 
+/** Stops every process started here, then removes every folder `tempDir` made (KEEP_TEMP=1 keeps them). */
 export const stopAll = async () => {
   await Promise.all([...live].map((p) => p.stop()))
+  if (process.env.KEEP_TEMP !== "1") for (const dir of temps.splice(0)) rmSync(dir, { recursive: true, force: true })
 }
 
-export const tempDir = (prefix: string) => mkdtempSync(join(tmpdir(), `bulletin-${prefix}-`))
+const temps: Array<string> = []
+export const tempDir = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), `bulletin-${prefix}-`))
+  temps.push(dir)
+  return dir
+}
 
 export interface Cluster {
   readonly host: string
