@@ -12,6 +12,10 @@ fi
 npx vitest run test/sim
 npx vitest run --exclude 'test/sim/**'
 
-# The compose demo on a real Docker engine of the test's own (skipped, with
-# the reason, where none can be started).
-bash test/docker/compose.sh
+# The compose demo, then the stack on a one-node Swarm, on a real Docker
+# engine of the test's own, started once for both and stopped at the end
+# (each skipped, with the reason, where no engine can be started).
+export BULLETIN_DOCKER_DIR=${BULLETIN_DOCKER_DIR:-/tmp/bulletin-docker}
+trap 'bash scripts/docker/engine.sh stop "$BULLETIN_DOCKER_DIR"' EXIT
+KEEP_ENGINE=1 bash test/docker/compose.sh
+KEEP_ENGINE=1 bash test/docker/swarm.sh

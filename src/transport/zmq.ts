@@ -113,7 +113,13 @@ const connecting = (limits: TransportLimits) => (limits.connectTimeoutMs > 0 ? {
 const requester = (limits: TransportLimits, security: Security) => (endpoint: string, link?: LinkOptions) =>
   Effect.gen(function* () {
     // Lazy Pirate: after a timeout a REQ socket is stuck waiting for its
-    // reply, so it is closed and a fresh one connected for the next request.
+    // reply, so it is closed, and a fresh one is connected only when the
+    // next request comes. Not at once: a socket left connecting to a peer
+    // that is gone for good (a server scaled away, its name no longer
+    // resolving) retries for ever, and each retry resolves the name again
+    // inside ZeroMQ's I/O thread, which every other socket of the process
+    // shares (seen on Swarm: heartbeats to the reference timed out for
+    // minutes after two servers were scaled away).
     let socket: zmq.Request | undefined
     const fresh = () => {
       socket?.close()
@@ -139,7 +145,8 @@ const requester = (limits: TransportLimits, security: Security) => (endpoint: st
             return new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength)
           },
           catch: (cause) => {
-            fresh()
+            socket?.close()
+            socket = undefined
             const e = ioError(`request to ${endpoint}`)(cause)
             return e.reason === "Timeout" ? new TransportError({ reason: "Timeout", message: `no reply from ${endpoint} within ${timeoutMs} ms` }) : e
           },

@@ -32,10 +32,20 @@ fail() {
   docker service logs --tail 10 "${stack}_server" >&2 2>/dev/null || true
   exit 1
 }
-cleanup() {
-  rm -rf "$work"
+# The stack, its containers and its volumes gone (what an earlier run left, too).
+clean_stack() {
   docker ps -aq --filter label=bulletin-ci-run | xargs -r /usr/bin/docker rm -f >/dev/null 2>&1 || true
   docker stack rm "$stack" >/dev/null 2>&1 || true
+  for _ in $(seq 1 60); do
+    [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$stack")" ] && break
+    sleep 1
+  done
+  docker ps -aq --filter "label=com.docker.stack.namespace=$stack" | xargs -r /usr/bin/docker rm -f >/dev/null 2>&1 || true
+  docker volume ls -q --filter "label=com.docker.stack.namespace=$stack" | xargs -r /usr/bin/docker volume rm >/dev/null 2>&1 || true
+}
+cleanup() {
+  rm -rf "$work"
+  clean_stack
   docker swarm leave --force >/dev/null 2>&1 || true
   [ "${KEEP_ENGINE:-0}" = 1 ] || bash "$root/scripts/docker/engine.sh" stop "$engine_dir"
 }
@@ -51,6 +61,7 @@ docker build -q -t bulletin:latest . >/dev/null || fail "docker build"
 docker build -q -t bulletin-tester:latest -f test/docker/tester.Dockerfile test/docker >/dev/null || fail "docker build (tester)"
 phase "engine and images"
 
+clean_stack
 docker swarm leave --force >/dev/null 2>&1 || true
 addr=$(ip -4 -o addr show scope global | awk '{ split($4, a, "/"); print a[1]; exit }')
 docker swarm init --advertise-addr "${addr:-127.0.0.1}" >/dev/null || fail "docker swarm init"
@@ -113,11 +124,19 @@ state=$(wait_settled 3)
 all_on_every_server "$acked"
 phase "docker service scale ${stack}_server=3: 3 servers, one coordinator ($(echo "$state" | cut -d' ' -f2)), nothing lost"
 
-docker stack rm "$stack" >/dev/null || fail "docker stack rm"
+# Docker 20.10 removes the services, then the network while their tasks are
+# still stopping ("network ... is in use by task"): the documented way is to
+# run it again once they are gone.
+removed=""
+for attempt in 1 2 3 4 5 6; do
+  if docker stack rm "$stack" >"$work/rm.log" 2>&1 && [ -z "$(docker network ls -q --filter "label=com.docker.stack.namespace=$stack")" ]; then removed=$attempt; break; fi
+  sleep 3
+done
+[ -n "$removed" ] || fail "docker stack rm: $(cat "$work/rm.log")"
 for _ in $(seq 1 60); do
   [ -z "$(docker ps -q --filter "label=com.docker.stack.namespace=$stack")" ] && break
   sleep 1
 done
 [ -z "$(docker ps -q --filter "label=com.docker.stack.namespace=$stack")" ] || fail "containers left after docker stack rm"
-phase "docker stack rm"
+phase "docker stack rm (attempts: $removed)"
 echo "swarm: all held in $(($(date +%s) - t0)) s"
