@@ -10,7 +10,7 @@
  */
 import * as zmq from "zeromq"
 import { decode, encode } from "../src/protocol/codec.ts"
-import { Ports, type Spec, endpoint, parse, usage } from "../src/cli/options.ts"
+import { Ports, type Spec, UsageError, endpoint, parse, usage } from "../src/cli/options.ts"
 
 export const loadSpec: Spec = {
   broker: { help: "the cluster's broker host (port 5555), or tcp://HOST:PORT" },
@@ -31,12 +31,12 @@ type Kind = (typeof kinds)[number]
 export const parseMix = (text: string): Array<[Kind, number]> => {
   const mix = text.split(",").map((part) => {
     const [k, w] = part.split(":")
-    if (!kinds.includes(k as Kind)) throw new Error(`--mix: unknown kind '${k}' (publish, message, history)`)
+    if (!kinds.includes(k as Kind)) throw new UsageError(`--mix: unknown kind '${k}' (publish, message, history)`)
     const weight = w === undefined ? 1 : Number(w)
-    if (!Number.isFinite(weight) || weight < 0) throw new Error(`--mix: weight of ${k} must be a number ≥ 0, got '${w}'`)
+    if (!Number.isFinite(weight) || weight < 0) throw new UsageError(`--mix: weight of ${k} must be a number ≥ 0, got '${w}'`)
     return [k as Kind, weight] as [Kind, number]
   })
-  if (mix.reduce((a, [, w]) => a + w, 0) <= 0) throw new Error("--mix: the weights add up to 0")
+  if (mix.reduce((a, [, w]) => a + w, 0) <= 0) throw new UsageError("--mix: the weights add up to 0")
   return mix
 }
 
@@ -44,7 +44,7 @@ const percentile = (sorted: ReadonlyArray<number>, p: number) => (sorted.length 
 
 const int = (v: string | undefined, name: string, min: number) => {
   const n = Number(v)
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got '${v}'`)
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got '${v}'`)
   return n
 }
 
@@ -76,7 +76,7 @@ export const runLoad = async (argv: ReadonlyArray<string>): Promise<LoadResult |
   const counts = v.clients!.split(",").map((c) => int(c, "clients", 1))
   const window = int(v.window, "window", 1)
   const seconds = Number(v.seconds)
-  if (!(seconds > 0 && seconds <= 3_600)) throw new Error(`--seconds must be within (0, 3600], got '${v.seconds}'`)
+  if (!(seconds > 0 && seconds <= 3_600)) throw new UsageError(`--seconds must be within (0, 3600], got '${v.seconds}'`)
   const mix = parseMix(v.mix!)
   const msgBytes = int(v["msg-bytes"], "msg-bytes", 1)
   const timeoutMs = int(v["timeout-ms"], "timeout-ms", 1)

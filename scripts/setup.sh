@@ -3,8 +3,13 @@
 # with Node 20: npm packages from the lock file, and Debian's python3-zmq and
 # python3-msgpack for the independent Python client the tests run. Idempotent:
 # a second run installs nothing.
+#   bash scripts/setup.sh          everything the tests need (Debian packages as root)
+#   bash scripts/setup.sh --run    only what running bulletin needs: npm packages and
+#                                  the build (no root, no Debian packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+run_only=0
+[ "${1:-}" = "--run" ] && run_only=1
 
 # Debian packages the tests use: python3-zmq and python3-msgpack (the
 # independent Python client), docker-compose (validates compose.yaml; no
@@ -12,6 +17,7 @@ cd "$(dirname "$0")/.."
 # namespaces for the multi-host tests), chromium (the dashboard's browser test,
 # driven by playwright-core, which never downloads a browser of its own).
 missing=()
+if [ $run_only -eq 0 ]; then
 /usr/bin/python3 -c 'import zmq, msgpack' 2>/dev/null || missing+=(python3-zmq python3-msgpack)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
@@ -25,6 +31,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: missing Debian packages; install them with: sudo apt-get install ${missing[*]}" >&2
     exit 1
   fi
+fi
 fi
 
 # npm ci only when node_modules was not installed from this very lock file.

@@ -2,6 +2,7 @@ import { Cause, Clock, Data, Duration, Effect, Exit, Fiber, FiberSet, Schedule, 
 import { LamportClock } from "../machines/lamport.ts"
 import type { Stamp } from "../protocol/messages.ts"
 import type { XClock } from "./coordination.ts"
+import { logSettingsFrom, withLogging } from "./logging.ts"
 
 /**
  * XState's clock on Effect's Clock: every `after` delay of a hosted machine,
@@ -106,12 +107,13 @@ export class Stamper {
  * store are released) and exits.
  */
 export const runMain = <E>(program: Effect.Effect<unknown, E>) => {
-  const fiber = Effect.runFork(program)
+  const logging = withLogging(logSettingsFrom(process.env, process.stdout.isTTY === true))
+  const fiber = Effect.runFork(logging(program))
   let signals = 0
   const stop = (signal: string) => {
     signals += 1
     if (signals > 1) process.exit(130)
-    Effect.runFork(Effect.logInfo(`${signal}: shutting down`))
+    Effect.runFork(logging(Effect.logInfo(`${signal}: shutting down`)))
     Effect.runFork(Fiber.interrupt(fiber))
   }
   process.on("SIGINT", () => stop("SIGINT"))

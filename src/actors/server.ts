@@ -771,7 +771,8 @@ const hostCoordination = (
           observe?.coordination?.(e)
           if (e.kind === "error") return void run(Effect.logError(`server ${name}: coordination (${e.where}) failed`, e.message))
           const line = logged(name, e)
-          if (line !== undefined) run(Effect.logInfo(line))
+          // Berkeley rounds and clock adjustments are most of the lines: at debug (BULLETIN_LOG_LEVEL=debug).
+          if (line !== undefined) run(e.kind === "round" || e.kind === "adjust" ? Effect.logDebug(line) : Effect.logInfo(line))
         },
         net,
         peersChanged: (peers) => replication.setPeers(peers),

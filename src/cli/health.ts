@@ -3,7 +3,7 @@ import { connect } from "node:net"
 import { decode, encode } from "../protocol/codec.ts"
 import type { ClusterKey } from "../transport/keys.ts"
 import { statSync } from "node:fs"
-import { Ports, type Spec, botAliveFile, botAliveMs, endpoint, parse, usage } from "./options.ts"
+import { ExitCode, Ports, type Spec, UsageError, botAliveFile, botAliveMs, endpoint, parse, usage } from "./options.ts"
 
 /**
  * `bulletin health ROLE`: the container healthcheck. Exit 0 when the role in
@@ -87,7 +87,7 @@ export const runHealth = async (argv: ReadonlyArray<string>) => {
   const p = parse(argv, spec)
   const role = p.rest[0]
   if (p.flags.help || role === undefined) {
-    console.log(usage("health ROLE", "exit 0 if the role (broker, proxy, reference, server, dashboard, bot, client) answers", spec))
+    console.log(usage("health ROLE", "exit 0 if the role (broker, proxy, reference, server, dashboard, bot, client) answers, 3 if it does not", spec))
     process.exit(role === undefined && !p.flags.help ? 2 : 0)
   }
   const host = p.values.host!
@@ -98,6 +98,19 @@ export const runHealth = async (argv: ReadonlyArray<string>) => {
     const sec = p.flags.open ? undefined : p.values.key !== undefined || process.env.BULLETIN_CLUSTER_KEY ? securityFrom({ open: false, keyFile: p.values.key, env: process.env }) : undefined
     return sec?.mode === "curve" ? sec.key : undefined
   }
+  const roles = ["broker", "proxy", "reference", "server", "dashboard", "bot", "client"]
+  if (!roles.includes(role)) throw new UsageError(`unknown role '${role}' (one of ${roles.join(", ")})`)
+  try {
+    await probe(role, host, timeoutMs, p.values, key)
+  } catch (e) {
+    console.error(`${role}: not healthy: ${(e as Error).message ?? String(e)}`)
+    process.exit(ExitCode.unhealthy)
+  }
+  console.log(`${role}: healthy`)
+  process.exit(ExitCode.ok)
+}
+
+const probe = async (role: string, host: string, timeoutMs: number, values: Record<string, string | undefined>, key: () => Promise<ClusterKey | undefined>) => {
   switch (role) {
     case "broker":
       await Promise.all([tcpOpen(host, Ports.brokerFrontend, timeoutMs), tcpOpen(host, Ports.brokerBackend, timeoutMs)])
@@ -112,16 +125,12 @@ export const runHealth = async (argv: ReadonlyArray<string>) => {
       await answers(endpoint(host, Ports.peer), "ping", timeoutMs, await key())
       break
     case "dashboard":
-      await httpOk(host, Number(p.values.port), "/api/info", timeoutMs)
+      await httpOk(host, Number(values.port), "/api/info", timeoutMs)
       break
     case "bot":
-      recentlyTouched(p.values["alive-file"]!)
+      recentlyTouched(values["alive-file"]!)
       break
     case "client":
       break
-    default:
-      throw new Error(`unknown role '${role}'`)
   }
-  console.log(`${role}: healthy`)
-  process.exit(0)
 }

@@ -1,4 +1,5 @@
-import { type Spec, int, parse, usage } from "./options.ts"
+import { readFileSync } from "node:fs"
+import { ExitCode, type Spec, UsageError, didYouMean, int, parse, usage } from "./options.ts"
 
 const help = `bulletin: a distributed message board over ZeroMQ
 
@@ -19,10 +20,60 @@ Commands:
   keygen    make a cluster key (every cluster role needs it: CURVE between them)
   bot       a bot that posts to random channels forever
   bench     benchmarks against raw ZeroMQ on this machine
+  version   the version of bulletin (also --version, -V)
+
+Every command also takes --log-level debug|info|warn|error (BULLETIN_LOG_LEVEL;
+Berkeley rounds and clock adjustments are at debug) and --log-format text|json
+(BULLETIN_LOG_FORMAT); NO_COLOR turns colours off.
+
+Exit codes: 0 ok, 1 failure, 2 usage error, 3 not healthy (bulletin health).
 `
 
-const main = async (argv: ReadonlyArray<string>) => {
-  const [command, ...args] = argv
+/** The flags every command takes, before or after its name: set as environment variables (so the processes `up` starts share them). */
+const globalFlags = (argv: ReadonlyArray<string>): Array<string> => {
+  const rest: Array<string> = []
+  const names: Record<string, string> = { "--log-level": "BULLETIN_LOG_LEVEL", "--log-format": "BULLETIN_LOG_FORMAT" }
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i]!.split("=", 2) as [string, string | undefined]
+    const env = names[flag]
+    if (env === undefined) {
+      rest.push(argv[i]!)
+      continue
+    }
+    const value = inline ?? argv[++i]
+    if (value === undefined) throw new UsageError(`${flag} needs a value`)
+    process.env[env] = value
+  }
+  const level = process.env.BULLETIN_LOG_LEVEL
+  if (level !== undefined && !["debug", "info", "warn", "error"].includes(level.toLowerCase())) throw new UsageError(`--log-level must be debug, info, warn or error, got '${level}'`)
+  const format = process.env.BULLETIN_LOG_FORMAT
+  if (format !== undefined && !["text", "json"].includes(format.toLowerCase())) throw new UsageError(`--log-format must be text or json, got '${format}'`)
+  return rest
+}
+
+const commands = ["up", "client", "broker", "proxy", "reference", "server", "sim", "monitor", "dashboard", "inspector", "health", "keygen", "bot", "bench", "help", "version"]
+
+/** package.json's version: two folders up from src/cli, three from dist/src/cli. */
+const version = () => {
+  for (const up of ["../../package.json", "../../../package.json"]) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), "utf8")) as { name?: string; version?: string }
+      if (pkg.name === "bulletin") return pkg.version ?? "unknown"
+    } catch {
+      // not there: try the next
+    }
+  }
+  return "unknown"
+}
+
+// A reader that went away (`bulletin monitor | head -1`) is the end of the output, not an error.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(ExitCode.ok)
+  throw e
+})
+
+const main = async (argvWithGlobals: ReadonlyArray<string>) => {
+  const [command, ...args] = globalFlags(argvWithGlobals)
   const show = (spec: Spec, summary: string) => {
     const p = parse(args, spec)
     if (p.flags.help) {
@@ -83,13 +134,19 @@ const main = async (argv: ReadonlyArray<string>) => {
     case "-h":
       console.log(help)
       return
-    default:
-      console.error(`bulletin: unknown command '${command}'\n\n${help}`)
-      process.exit(2)
+    case "version":
+    case "--version":
+    case "-V":
+      console.log(`bulletin ${version()}`)
+      return
+    default: {
+      const meant = didYouMean(command, commands)
+      throw new UsageError(`unknown command '${command}'${meant === undefined ? "" : `; did you mean '${meant}'?`} (bulletin help lists them)`)
+    }
   }
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {
   console.error(`bulletin: ${(e as Error).message ?? String(e)}`)
-  process.exit(2)
+  process.exit(e instanceof UsageError ? ExitCode.usage : ExitCode.failure)
 })

@@ -14,10 +14,58 @@ export interface Parsed {
   readonly rest: ReadonlyArray<string>
 }
 
+/**
+ * The exit codes of every command: 0 it worked, 1 it failed (an error at run
+ * time: a refused data folder, a port in use, a command that failed),
+ * 2 usage (an unknown command or flag, a bad value), 3 not healthy
+ * (`bulletin health`: the role does not answer).
+ */
+export const ExitCode = { ok: 0, failure: 1, usage: 2, unhealthy: 3 } as const
+
+/** A command line that cannot be run as written: exit 2, with what was wrong (and what was meant, where it can tell). */
+export class UsageError extends Error {}
+
+/** The edit distance of two short words (for "did you mean"). */
+const distance = (a: string, b: string): number => {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0]!
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j]!
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1))
+      diagonal = above
+    }
+  }
+  return row[b.length]!
+}
+
+/** The closest of `known` to `word`, if it is close enough to be a typo. */
+export const didYouMean = (word: string, known: ReadonlyArray<string>): string | undefined => {
+  let best: string | undefined
+  let bestDistance = Number.POSITIVE_INFINITY
+  for (const k of known) {
+    const d = distance(word, k)
+    if (d < bestDistance) [best, bestDistance] = [k, d]
+  }
+  return best !== undefined && bestDistance <= Math.max(1, Math.floor(best.length / 3)) ? best : undefined
+}
+
 export const parse = (argv: ReadonlyArray<string>, spec: Spec): Parsed => {
-  const options: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } }
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = { help: { type: "boolean", short: "h" } }
   for (const [k, v] of Object.entries(spec)) options[k] = { type: v.boolean ? "boolean" : "string" }
-  const { values, positionals } = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true })
+  let parsed: ReturnType<typeof parseArgs>
+  try {
+    parsed = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true })
+  } catch (e) {
+    const unknown = /Unknown option '(-{1,2})([^']+)'/.exec((e as Error).message)
+    if (unknown !== null) {
+      const meant = didYouMean(unknown[2]!, Object.keys(options))
+      throw new UsageError(`unknown option '${unknown[1]}${unknown[2]}'${meant === undefined ? "" : `; did you mean --${meant}?`} (--help lists them)`)
+    }
+    throw new UsageError((e as Error).message.split(". ")[0]!)
+  }
+  const { values, positionals } = parsed
   const out: Record<string, string | undefined> = {}
   const flags: Record<string, boolean> = { help: values.help === true }
   for (const [k, v] of Object.entries(spec)) {
@@ -44,7 +92,7 @@ export const usage = (command: string, summary: string, spec: Spec): string => {
 
 export const int = (s: string | undefined, name: string, min = 0): number => {
   const n = Number(s)
-  if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min}, got '${s}'`)
+  if (!Number.isFinite(n) || n < min) throw new UsageError(`--${name} must be a number >= ${min}, got '${s}'`)
   return n
 }
 

@@ -2,11 +2,12 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { mkdirSync } from "node:fs"
 import { writeKeyFile } from "../transport/keys.ts"
 import { join, resolve } from "node:path"
+import { createServer } from "node:net"
 import { createInterface } from "node:readline"
 import { startLiveDashboard } from "./dashboard.ts"
 import type { ControlAction, RoleStatus } from "../dashboard/roles.ts"
 import { packageRoot } from "./root.ts"
-import { type Spec, int, parse, usage } from "./options.ts"
+import { type Spec, UsageError, int, parse, usage } from "./options.ts"
 
 const spec: Spec = {
   data: { env: "DATA_DIR", default: "data", help: "folder holding one data folder per server" },
@@ -18,7 +19,8 @@ const spec: Spec = {
   inspect: { boolean: true, help: "also run the XState inspector relay and send every server's machines to it (its page needs the internet)" },
   "inspect-port": { env: "INSPECT_PORT", default: "8080", help: "port of the inspector relay" },
   "dashboard-port": { env: "DASHBOARD_PORT", default: "5580", help: "port of the web dashboard (with stop/restart/partition buttons); 'none': no dashboard" },
-  "dashboard-host": { env: "DASHBOARD_HOST", default: "127.0.0.1", help: "address the dashboard is served on (keep it on loopback: its buttons kill processes)" },
+  only: { env: "BULLETIN_ONLY", help: "show only these roles' lines, comma-separated (e.g. server-2,broker); all still run" },
+  "dashboard-host": { env: "DASHBOARD_HOST", help: "address the dashboard is served on (default: --host; keep it on loopback: its buttons kill processes)" },
   open: { boolean: true, env: "BULLETIN_OPEN", help: "open mode: no cluster key, no authentication between the roles (warned about in every role's log)" },
 }
 
@@ -34,7 +36,8 @@ export interface RoleSpec {
 const readyTimeoutMs = 30_000
 
 const bin = join(packageRoot(import.meta.url), "bin", "bulletin.js")
-const colours = [36, 33, 35, 32, 34, 91, 92, 93, 94, 95, 96]
+// Role prefixes: no red or yellow (they read as errors and warnings).
+const colours = [36, 35, 32, 34, 96, 95, 92, 94, 37]
 
 const nthAddress = (base: string, n: number) => {
   const parts = base.split(".").map(Number)
@@ -205,13 +208,43 @@ export const supervise = (
   return { stop, children, control, status: () => [...status.values()] }
 }
 
-const defaultPrinter = () => {
+/** Each role's lines, prefixed with its name (coloured on a terminal, unless NO_COLOR); only the roles in `only`, if given. */
+const defaultPrinter = (only?: ReadonlySet<string>) => {
   const colourOf = new Map<string, number>()
-  const tty = process.stdout.isTTY === true
+  const tty = process.stdout.isTTY === true && (process.env.NO_COLOR ?? "") === ""
   return (role: string, line: string) => {
+    if (only !== undefined && !only.has(role)) return
     if (!colourOf.has(role)) colourOf.set(role, colours[colourOf.size % colours.length]!)
     const tag = role.padEnd(9)
     process.stdout.write(tty ? `\x1b[${colourOf.get(role)}m${tag}\x1b[0m| ${line}\n` : `${tag}| ${line}\n`)
+  }
+}
+
+/** Whether something already listens on host:port (a bind that fails with EADDRINUSE). */
+const inUse = (host: string, port: number) =>
+  new Promise<boolean>((done) => {
+    const probe = createServer()
+    probe.once("error", (e: NodeJS.ErrnoException) => done(e.code === "EADDRINUSE"))
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => done(false)))
+  })
+
+/**
+ * Before anything starts: every port this topology binds is free, or one
+ * line says which is taken and the flag that moves it (a second `up` on the
+ * same addresses would otherwise start roles that retry binding for ever).
+ */
+const checkPorts = async (o: { host: string; serverIpBase: string; servers: number; dashboard: { host: string; port: number } | undefined }) => {
+  const wanted: Array<{ host: string; port: number; what: string; flag: string }> = [
+    ...[5555, 5556].map((port) => ({ host: o.host, port, what: "broker", flag: "--host" })),
+    ...[5557, 5558].map((port) => ({ host: o.host, port, what: "proxy", flag: "--host" })),
+    { host: o.host, port: 5559, what: "reference", flag: "--host" },
+    ...Array.from({ length: o.servers }, (_, i) => ({ host: nthAddress(o.serverIpBase, i), port: 5560, what: `server-${i + 1}'s peer port`, flag: "--server-ip-base" })),
+    ...(o.dashboard === undefined ? [] : [{ ...o.dashboard, what: "the dashboard", flag: "--dashboard-port (or --dashboard-port none)" }]),
+  ]
+  for (const w of wanted) {
+    if (await inUse(w.host, w.port)) {
+      throw new Error(`${w.host}:${w.port} (${w.what}) is already in use, by another \`bulletin up\`? Stop it, or move this one with ${w.flag}`)
+    }
   }
 }
 
@@ -233,6 +266,9 @@ export const runUp = async (argv: ReadonlyArray<string>) => {
     serverIpBase: p.values["server-ip-base"]!,
     inspectUrl: relay?.ws,
   })
+  const dashboardPort = p.values["dashboard-port"] === "none" ? undefined : int(p.values["dashboard-port"], "dashboard-port")
+  const dashboardHost = p.values["dashboard-host"] ?? p.values.host!
+  await checkPorts({ host: p.values.host!, serverIpBase: p.values["server-ip-base"]!, servers: int(p.values.servers, "servers", 1), dashboard: dashboardPort === undefined ? undefined : { host: dashboardHost, port: dashboardPort } })
   console.log(`bulletin up: ${roles.map((r) => r.name).join(", ")}; data in ${resolve(p.values.data!)}`)
   // Every link between the roles is authenticated with the cluster's key: made on the first start, kept in the data folder.
   if (p.flags.open) process.env.BULLETIN_OPEN = "1"
@@ -245,12 +281,16 @@ export const runUp = async (argv: ReadonlyArray<string>) => {
     console.log(`bulletin up: cluster links authenticated with ${created ? "a new key" : "the key"} in ${keyFile}`)
   }
   console.log(`connect a client with: npx bulletin client --broker ${p.values.host} --proxy ${p.values.host}   (Ctrl-C stops everything)`)
-  const dashboardPort = p.values["dashboard-port"] === "none" ? undefined : int(p.values["dashboard-port"], "dashboard-port")
   let dashboard: Awaited<ReturnType<typeof startLiveDashboard>> | undefined
-  const printer = defaultPrinter()
+  const only = p.values.only === undefined ? undefined : new Set(p.values.only.split(",").map((r) => r.trim()).filter((r) => r !== ""))
+  if (only !== undefined) {
+    const unknown = [...only].filter((r) => !roles.some((x) => x.name === r) && r !== "dashboard")
+    if (unknown.length > 0) throw new UsageError(`--only: no role named ${unknown.join(", ")} (roles: ${roles.map((r) => r.name).join(", ")}, dashboard)`)
+  }
+  const printer = defaultPrinter(only)
   const { stop, control, status } = supervise(roles, printer, (s) => dashboard?.hub.roles(s))
   if (dashboardPort !== undefined) {
-    startLiveDashboard({ proxy: p.values.host!, host: p.values["dashboard-host"]!, port: dashboardPort, control, title: "bulletin up" })
+    startLiveDashboard({ proxy: p.values.host!, host: dashboardHost, port: dashboardPort, control, title: "bulletin up" })
       .then((d) => {
         dashboard = d
         d.hub.roles(status())

@@ -51,10 +51,11 @@ describe("bulletin up", () => {
     const a = spawnBulletin("a", ["server", "--name", "alpha", "--data", data, "--broker", "127.81.4.1", "--proxy", "127.81.4.1", "--reference", "none"])
     await a.waitFor(/ops on disk/)
     const b = spawnBulletin("b", ["server", "--name", "beta", "--data", data, "--broker", "127.81.4.1", "--proxy", "127.81.4.1", "--reference", "none"])
-    expect(await b.exited).toBe(2)
+    // A refusal at run time: exit 1 (2 is for a command line that cannot be run as written).
+    expect(await b.exited).toBe(1)
     expect(b.lines.join("\n")).toContain("belongs to server 'alpha'")
     const a2 = spawnBulletin("a2", ["server", "--name", "alpha", "--data", data, "--broker", "127.81.4.1", "--proxy", "127.81.4.1", "--reference", "none"])
-    expect(await a2.exited).toBe(2)
+    expect(await a2.exited).toBe(1)
     expect(a2.lines.join("\n")).toContain("in use by pid")
     await a.stop()
   })
@@ -65,5 +66,43 @@ describe("bulletin up", () => {
     expect(h.lines.join("\n")).toContain("Commands:")
     const u = spawnBulletin("bad", ["frobnicate"])
     expect(await u.exited).toBe(2)
+    const typo = spawnBulletin("typo", ["helth"])
+    expect(await typo.exited).toBe(2)
+    expect(typo.lines.join("\n")).toContain("did you mean 'health'?")
+    const flag = spawnBulletin("flag", ["up", "--severs", "2"])
+    expect(await flag.exited).toBe(2)
+    expect(flag.lines.join("\n")).toContain("did you mean --servers?")
+    const v = spawnBulletin("version", ["--version"])
+    expect(await v.exited).toBe(0)
+    expect(v.lines.join("\n")).toMatch(/^bulletin \d+\.\d+\.\d+/)
+    const h2 = spawnBulletin("help-short", ["health", "-h"])
+    expect(await h2.exited).toBe(0)
+    expect(h2.lines.join("\n")).toContain("3 if it does not")
+  })
+
+  it("stops quietly when its reader goes away (a closed pipe)", async () => {
+    const { execFileSync } = await import("node:child_process")
+    // `sim --seed 1` prints a long timeline: `head -1` closes the pipe after its first line.
+    const bin = join(import.meta.dirname, "../../bin/bulletin.js")
+    const script = `node ${JSON.stringify(bin)} sim --seed 1 2>&1 | head -1; echo "status $` + `{PIPESTATUS[0]}"`
+    const out = execFileSync("bash", ["-c", script], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 })
+    expect(out).toMatch(/status 0/)
+    expect(out).not.toMatch(/EPIPE/)
+  })
+
+  it("says which port is taken and the flag that moves it, at once", async () => {
+    const { createServer } = await import("node:net")
+    const squatter = createServer().listen(5555, "127.81.4.9")
+    await new Promise((r) => squatter.once("listening", r))
+    try {
+      const started = performance.now()
+      const u = spawnBulletin("up-taken", ["up", "--host", "127.81.4.9", "--server-ip-base", "127.81.5.1", "--dashboard-port", "none", "--data", tempDir("taken")])
+      expect(await u.exited).toBe(1)
+      expect(performance.now() - started).toBeLessThan(10_000)
+      expect(u.lines.join("\n")).toContain("127.81.4.9:5555 (broker) is already in use")
+      expect(u.lines.join("\n")).toContain("--host")
+    } finally {
+      squatter.close()
+    }
   })
 })

@@ -4,6 +4,9 @@ import { decode } from "../../src/protocol/codec.ts"
 import { encodeEnvelope } from "../../src/protocol/messages.ts"
 import { type Cluster, curveClient, serverHost, startCluster, stopAll } from "../support/procs.ts"
 
+// Berkeley rounds are logged at debug: this test reads them.
+process.env.BULLETIN_LOG_LEVEL = "debug"
+
 /**
  * Real processes on loopback: reference, broker, proxy and three servers.
  * The coordinator is killed with SIGKILL; the next-highest is announced on
