@@ -123,6 +123,7 @@ export const runMain = <E>(program: Effect.Effect<unknown, E>) => {
       console.error(Cause.pretty(exit.cause))
       process.exit(1)
     }
-    process.exit(0)
+    // A program that ended on its own may have set the status (a script whose commands failed: 1).
+    process.exit(typeof process.exitCode === "number" ? process.exitCode : 0)
   })
 }

@@ -59,14 +59,21 @@ const showReply = (r: Reply): string => {
 
 type Out = (line: string) => void
 
+/** Commands that failed (an error reply, a usage error, an unknown command): a script's exit status is 1 if any did. */
+let failures = 0
+
 const execute = (client: BulletinClient, line: string, out: Out, json: boolean, password?: string) =>
   Effect.gen(function* () {
     const [cmd, ...args] = line.trim().split(/\s+/)
     const text = line.trim().slice((cmd ?? "").length).trim()
     const rest = (n: number) => args.slice(n).join(" ")
-    const print = (r: Reply, extra: Record<string, unknown> = {}) => out(json ? JSON.stringify({ type: "reply", command: cmd, ok: r.ok, error: r.error, attempts: r.attempts, ...extra, data: r.data }) : showReply(r))
+    const print = (r: Reply, extra: Record<string, unknown> = {}) => {
+      if (!r.ok) failures += 1
+      out(json ? JSON.stringify({ type: "reply", command: cmd, ok: r.ok, error: r.error, attempts: r.attempts, ...extra, data: r.data }) : showReply(r))
+    }
     const needs = (n: number, form: string) => {
       if (args.length >= n) return true
+      failures += 1
       out(json ? JSON.stringify({ type: "usage", command: cmd, usage: form }) : `usage: ${form}`)
       return false
     }
@@ -122,11 +129,12 @@ const execute = (client: BulletinClient, line: string, out: Out, json: boolean, 
       case "exit":
         return false
       default:
+        failures += 1
         out(json ? JSON.stringify({ type: "error", error: `unknown command '${cmd}'` }) : `unknown command '${safe(cmd)}' (try help)${rest(0) === "" ? "" : ""}`)
         return true
     }
   }).pipe(
-    Effect.catchTag("ClientError", (e) => Effect.sync(() => { out(json ? JSON.stringify({ type: "error", error: e.message }) : `error: ${e.message}`); return true })),
+    Effect.catchTag("ClientError", (e) => Effect.sync(() => { failures += 1; out(json ? JSON.stringify({ type: "error", error: e.message }) : `error: ${e.message}`); return true })),
   )
 
 export const runClientCli = (argv: ReadonlyArray<string>) => {
@@ -168,6 +176,15 @@ export const runClientCli = (argv: ReadonlyArray<string>) => {
     const password = p.values.password === "" ? undefined : p.values.password
     if (p.values.user !== undefined) yield* execute(client, `login ${p.values.user}`, out, json, password)
     if (interactive) {
+      // Say "connected" only once the cluster has answered (ZeroMQ connects lazily: a broker that is not there is silence).
+      if (p.values.user === undefined) {
+        const probe = yield* Effect.result(client.channels())
+        if (probe._tag === "Failure") {
+          out(`no answer from ${config.broker} within ${config.requestTimeoutMs} ms: is the cluster running (bulletin up)? Or give its address: --broker HOST --proxy HOST`)
+          process.exitCode = 1
+          return
+        }
+      }
       out(`connected to ${config.broker}; type help for commands`)
       rl.prompt()
     }
@@ -178,7 +195,11 @@ export const runClientCli = (argv: ReadonlyArray<string>) => {
       if (!goOn) break
       if (interactive) rl.prompt()
     }
-    if (!interactive) yield* Effect.sleep(Duration.millis(int(p.values.linger, "linger")))
+    if (!interactive) {
+      yield* Effect.sleep(Duration.millis(int(p.values.linger, "linger")))
+      // A script (commands on stdin, --json or not) learns from the exit status whether every command worked.
+      if (failures > 0) process.exitCode = 1
+    }
   })
   runMain(Effect.scoped(program).pipe(Effect.provide(layerZmq())))
 }

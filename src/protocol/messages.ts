@@ -114,6 +114,28 @@ const clockOf = (u: unknown): number | undefined | "invalid" => {
 
 const oneLine = (e: unknown) => String(e).replace(/^SchemaError\(|\)$/g, "").replace(/\s*\n\s*/g, " ")
 
+/**
+ * A schema failure in plain words, for a person reading the reply: the
+ * field first, no schema path syntax (`Expected string at ["user"]` is
+ * "user must be a string").
+ */
+export const plainIssue = (e: unknown): string => {
+  const text = oneLine(e)
+  const at = /^(.*?) at \[(.+)\]$/.exec(text)
+  if (at === null) return text
+  let field: string
+  try {
+    field = (JSON.parse(`[${at[2]}]`) as Array<string | number>).join(".")
+  } catch {
+    return text
+  }
+  const what = at[1]!
+  if (what === "Missing key") return `${field} is missing`
+  const expected = /^Expected (\w+)$/.exec(what)
+  if (expected !== null) return `${field} must be ${/^[aeiou]/.test(expected[1]!) ? "an" : "a"} ${expected[1]}`
+  return `${field}: ${what}`
+}
+
 type Envelope = { service: string; data: Record<string, unknown>; meta: Meta }
 
 /** Frame bytes to the envelope: size, MessagePack, map shape, service, clock, timestamp, id. */
@@ -156,7 +178,7 @@ export const decodeRequest = (frame: Uint8Array): Decoded<ClientRequest> => {
     return { ok: false, service: service.slice(0, Limits.serviceCharsMax), meta, description: `unknown service '${service.slice(0, Limits.serviceCharsMax)}'; known: ${services.join(", ")}` }
   }
   const fields = Schema.decodeUnknownResult(RequestData[service] as Schema.Codec<unknown>)(data)
-  if (fields._tag === "Failure") return { ok: false, service, meta, description: `invalid ${service} request: ${oneLine(fields.failure)}` }
+  if (fields._tag === "Failure") return { ok: false, service, meta, description: `invalid ${service} request: ${plainIssue(fields.failure)}` }
   // A struct without fields lets any keys through: keep only what the service defines.
   const known = Object.keys(RequestData[service].fields)
   const value = Object.fromEntries([["service", service], ...Object.entries(fields.success as object).filter(([k]) => known.includes(k))]) as ClientRequest

@@ -11,21 +11,12 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-engine_dir=${BULLETIN_DOCKER_DIR:-/tmp/bulletin-docker}
-export DOCKER_HOST="unix://$engine_dir/docker.sock"
 project=bulletin-ci
 network=${project}_default
+label=compose
+# shellcheck source=lib.sh
+source "$root/test/docker/lib.sh"
 compose() { docker-compose -p "$project" -f "$root/compose.yaml" "$@"; }
-docker() { /usr/bin/docker "$@"; }
-work=$(mktemp -d "${TMPDIR:-/tmp}/bulletin-compose-run.XXXXXX")
-t0=$(date +%s)
-phase_start=$t0
-phase() {
-  local now
-  now=$(date +%s)
-  printf 'compose: %-58s %4d s\n' "$1" "$((now - phase_start))"
-  phase_start=$now
-}
 fail() {
   echo "compose: FAILED: $*" >&2
   echo "--- docker-compose ps" >&2
@@ -78,13 +69,11 @@ phase "docker compose up: 9 containers healthy"
 names=$(for s in server-1 server-2 server-3; do docker inspect --format '{{.Config.Hostname}}' "$(containers $s)"; done | tr '\n' ' ')
 [ "$names" = "server-1 server-2 server-3 " ] || fail "server host names: $names"
 
-tester() { docker run --rm --label bulletin-ci-run --network "$network" -v "$root/test:/t:ro" bulletin-tester:latest "$@"; }
 # The cluster as the reference lists it, each server's coordinator and op log (test/support/probe.ts, in the bulletin image).
 probe() {
   docker run --rm --label bulletin-ci-run --network "$network" -v "${project}_cluster-key:/keys:ro" -v "$root/test/support:/app/test/support:ro" \
     --entrypoint sh bulletin:latest -c 'BULLETIN_CLUSTER_KEY="$(cat /keys/cluster.key)" exec node --import tsx test/support/probe.ts "$0"' "$1"
 }
-json() { node -e "const d = JSON.parse(require('fs').readFileSync(0, 'utf8')); const r = ($1); console.log(typeof r === 'string' ? r : JSON.stringify(r))"; }
 
 tester python3 /t/interop/standard_client.py tcp://broker:5555 tcp://proxy:5558 "ci$(date +%s)" >$work/py.log 2>&1 || fail "standard client: $(grep '"ok": false' $work/py.log | head -3)"
 phase "standard-protocol Python client: $(grep -c '"ok": true' $work/py.log) checks passed"
@@ -128,12 +117,14 @@ done
 case "$back" in server-[123]) ;; *) fail "$before came back but the servers follow '$back'" ;; esac
 phase "docker compose start $before: healthy; all 3 follow $back"
 
-acked=$(cat $work/posts1.json $work/posts2.json | node -e "const lines = require('fs').readFileSync(0, 'utf8').trim().split('\n').map((l) => JSON.parse(l)); console.log(JSON.stringify(lines.flatMap((l) => l.acked)))")
+acked=$(acked_in "$work/posts1.json" "$work/posts2.json")
 n_acked=$(echo "$acked" | json "d.length")
 [ "$n_acked" -ge 60 ] || fail "only $n_acked of 80 posts acknowledged"
 missing=""
 for _ in $(seq 1 30); do
-  missing=$(probe '{"reference":"tcp://reference:5559","ops":true}' | ACKED="$acked" json "d.servers.length < 3 ? 'only ' + d.servers.length + ' servers listed' : d.servers.map((s) => { const have = new Set((s.ops ?? []).filter((o) => o.kind === 'publish').map((o) => o.message)); const lost = JSON.parse(process.env.ACKED).filter((m) => !have.has(m)); return lost.length === 0 ? '' : s.name + ' lacks ' + lost.length + (s.error ? ' (' + s.error + ')' : '') }).filter((x) => x !== '').join('; ')")
+  listed=$(probe '{"reference":"tcp://reference:5559","ops":true}')
+  missing=$(echo "$listed" | json "d.servers.length < 3 ? 'only ' + d.servers.length + ' servers listed' : ''")
+  [ -n "$missing" ] || missing=$(echo "$listed" | lacking "$acked")
   [ -z "$missing" ] && break
   sleep 1
 done

@@ -11,20 +11,11 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-engine_dir=${BULLETIN_DOCKER_DIR:-/tmp/bulletin-docker}
-export DOCKER_HOST="unix://$engine_dir/docker.sock"
 stack=bulletin
 network=${stack}_default
-docker() { /usr/bin/docker "$@"; }
-work=$(mktemp -d "${TMPDIR:-/tmp}/bulletin-swarm-run.XXXXXX")
-t0=$(date +%s)
-phase_start=$t0
-phase() {
-  local now
-  now=$(date +%s)
-  printf 'swarm: %-60s %4d s\n' "$1" "$((now - phase_start))"
-  phase_start=$now
-}
+label=swarm
+# shellcheck source=lib.sh
+source "$root/test/docker/lib.sh"
 fail() {
   echo "swarm: FAILED: $*" >&2
   docker service ls >&2 || true
@@ -69,13 +60,11 @@ docker run --rm bulletin:latest keygen >"$work/key" && docker secret create bull
 docker stack deploy -c stack.yaml "$stack" >"$work/deploy.log" 2>&1 || fail "docker stack deploy: $(cat "$work/deploy.log")"
 phase "docker swarm init, secret, docker stack deploy"
 
-tester() { docker run --rm --label bulletin-ci-run --network "$network" -v "$root/test:/t:ro" bulletin-tester:latest "$@"; }
 # The probe (test/support/probe.ts, in the bulletin image) with the key this test made (a secret cannot be read back).
 probe() {
   docker run --rm --label bulletin-ci-run --network "$network" -e BULLETIN_CLUSTER_KEY="$(cat "$work/key")" -v "$root/test/support:/app/test/support:ro" \
     --entrypoint node bulletin:latest --import tsx test/support/probe.ts "$1"
 }
-json() { node -e "const d = JSON.parse(require('fs').readFileSync(0, 'utf8')); const r = ($1); console.log(typeof r === 'string' ? r : JSON.stringify(r))"; }
 
 # The stack is up when every service runs all its replicas and every server is listed, healthy and follows one coordinator.
 settled() {
@@ -103,7 +92,7 @@ phase "standard-protocol Python client: $(grep -c '"ok": true' "$work/py.log") c
 all_on_every_server() {
   local acked=$1 missing=""
   for _ in $(seq 1 30); do
-    missing=$(probe '{"reference":"tcp://reference:5559","ops":true}' | ACKED="$acked" json "d.servers.map((s) => { const have = new Set((s.ops ?? []).filter((o) => o.kind === 'publish').map((o) => o.message)); const lost = JSON.parse(process.env.ACKED).filter((m) => !have.has(m)); return lost.length === 0 ? '' : s.name + ' lacks ' + lost.length + (s.error ? ' (' + s.error + ')' : '') }).filter((x) => x !== '').join('; ')")
+    missing=$(probe '{"reference":"tcp://reference:5559","ops":true}' | lacking "$acked")
     [ -z "$missing" ] && return 0
     sleep 1
   done
@@ -115,7 +104,7 @@ docker service scale "${stack}_server=5" >/dev/null 2>&1 || fail "docker service
 state=$(wait_settled 5)
 phase "docker service scale ${stack}_server=5: 5 servers, one coordinator ($(echo "$state" | cut -d' ' -f2))"
 tester python3 /t/docker/posts.py tcp://broker:5555 sw-b sw-room "at five" 30 >"$work/posts2.json" || fail "posts at five servers"
-acked=$(cat "$work/posts1.json" "$work/posts2.json" | node -e "console.log(JSON.stringify(require('fs').readFileSync(0, 'utf8').trim().split('\n').flatMap((l) => JSON.parse(l).acked)))")
+acked=$(acked_in "$work/posts1.json" "$work/posts2.json")
 all_on_every_server "$acked"
 phase "all $(echo "$acked" | json "d.length") acknowledged posts on all 5 servers (servers 4 and 5 caught up)"
 

@@ -40,6 +40,13 @@ describe("bulletin up", () => {
     // Bots post to any channel that exists, "watchers" too once it does: ours is the only post not a bot's.
     expect((replies[5]!.data as { messages: Array<{ message: string; user: string }> }).messages.filter((m) => !m.user.startsWith("bot-")).map((m) => m.message)).toEqual(["first!"])
 
+    // A script learns from the exit status that a command failed.
+    const failing = spawnBulletin("client-failing", ["client", "--json", "--broker", host, "--proxy", host, "--user", "watcher2", "--linger", "0"], {
+      stdin: ["channels", "publish no-such-channel hello", ""].join("\n"),
+    })
+    expect(await failing.exited).toBe(1)
+    expect(jsonLines(failing.lines).filter((o) => o.type === "reply").map((r) => [r.command, r.ok])).toEqual([["login", true], ["channels", true], ["publish", false]])
+
     up.child.kill("SIGINT")
     expect(await up.exited).toBe(0)
     // broker, proxy, reference, 3 servers, 2 bots

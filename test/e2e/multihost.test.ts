@@ -214,7 +214,8 @@ describe.skipIf(unavailable !== undefined)("multi-host faults in network namespa
     for (const c of clients) c.child.stdin!.end()
     const codes = await Promise.all(clients.map((c) => c.exited))
     for (const b of bots) await b.stop()
-    expect(codes).toEqual(clients.map(() => 0))
+    // No client crashed: 0, or 1 where a write failed under the faults (what was acknowledged is checked below).
+    for (const code of codes) expect([0, 1]).toContain(code)
 
     // One coordinator, the highest rank, followed by all; clocks in bound (the restarted one too).
     const final = await until("agreement, clocks in bound and identical op logs", async () => {

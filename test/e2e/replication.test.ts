@@ -37,7 +37,8 @@ describe("replication over real processes", () => {
     await new Promise((r) => setTimeout(r, 2_500))
     const restarted = await cluster.startServer(2)
     const codes = await Promise.all(clients.map((c) => c.exited))
-    expect(codes).toEqual(clients.map(() => 0))
+    // No client crashed: 0, or 1 where a write failed under the faults (what was acknowledged is checked below).
+    for (const code of codes) expect([0, 1]).toContain(code)
     const acked = clients.flatMap((c) =>
       jsonLines(c.lines)
         .filter((o) => o.type === "reply" && o.command === "publish" && o.ok === true)
