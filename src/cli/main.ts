@@ -17,6 +17,7 @@ Commands:
   dashboard the same in a web page: live state charts, clocks, lag, elections
   inspector relay for the hosted XState inspector (roles started with --inspect)
   health    exit 0 if a role answers (the containers' healthcheck)
+  status    a running cluster's servers: rank, address, whom each follows, clock
   keygen    make a cluster key (every cluster role needs it: CURVE between them)
   bot       a bot that posts to random channels forever
   bench     benchmarks against raw ZeroMQ on this machine
@@ -51,7 +52,7 @@ const globalFlags = (argv: ReadonlyArray<string>): Array<string> => {
   return rest
 }
 
-const commands = ["up", "client", "broker", "proxy", "reference", "server", "sim", "monitor", "dashboard", "inspector", "health", "keygen", "bot", "bench", "help", "version"]
+const commands = ["up", "client", "broker", "proxy", "reference", "server", "sim", "monitor", "dashboard", "inspector", "health", "status", "keygen", "bot", "bench", "help", "version"]
 
 /** package.json's version: two folders up from src/cli, three from dist/src/cli. */
 const version = () => {
@@ -111,6 +112,10 @@ const main = async (argvWithGlobals: ReadonlyArray<string>) => {
     case "health": {
       const { runHealth } = await import("./health.ts")
       return runHealth(args)
+    }
+    case "status": {
+      const { runStatus } = await import("./status.ts")
+      return runStatus(args)
     }
     case "sim": {
       const { runSimCli } = await import("./sim.ts")

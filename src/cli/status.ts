@@ -1,0 +1,101 @@
+import { decode, encode } from "../protocol/codec.ts"
+import type { ClusterKey } from "../transport/keys.ts"
+import { ExitCode, Ports, type Spec, endpoint, int, parse, usage } from "./options.ts"
+
+/**
+ * `bulletin status`: the state of a running cluster as a table (or JSON),
+ * asked of the reference (its server list) and of every server listed (its
+ * coordinator and term over `ping`, its clock over `clock`). Each question
+ * is a fresh REQ with a timeout: a server that does not answer is shown as
+ * such, never waited for. Like the healthcheck, it loads neither effect nor
+ * the roles.
+ */
+const spec: Spec = {
+  reference: { env: "REFERENCE_ADDR", default: "127.0.0.1", help: "the reference's host (or endpoint)" },
+  key: { env: "BULLETIN_KEY_FILE", help: "the cluster's key file (the reference and peer ports take only the key), or BULLETIN_CLUSTER_KEY" },
+  open: { boolean: true, env: "BULLETIN_OPEN", help: "the cluster runs in open mode (no key)" },
+  timeout: { default: "1500", help: "milliseconds to wait for each answer" },
+  json: { boolean: true, help: "print one JSON object instead of the table" },
+}
+
+interface ServerStatus {
+  readonly name: string
+  readonly rank: number
+  readonly addr?: string
+  readonly coordinator?: string
+  readonly term?: { readonly epoch: number; readonly rank: number }
+  readonly offsetMs?: number
+  readonly rttMs?: number
+  readonly error?: string
+}
+
+export const runStatus = async (argv: ReadonlyArray<string>) => {
+  const p = parse(argv, spec)
+  if (p.flags.help) return console.log(usage("status", "the servers the reference lists: rank, address, whom each follows, clock offset; exit 1 if they disagree or one does not answer", spec))
+  const timeoutMs = int(p.values.timeout, "timeout", 1)
+  let key: ClusterKey | undefined
+  if (!p.flags.open) {
+    const { securityFrom } = await import("../transport/keys.ts")
+    const sec = securityFrom({ open: false, keyFile: p.values.key, env: process.env })
+    key = sec.mode === "curve" ? sec.key : undefined
+  }
+  const zmq = await import("zeromq")
+  const ask = async (at: string, service: string, data: Record<string, unknown> = {}) => {
+    const curve = key === undefined ? {} : { curveServerKey: key.publicKey, curvePublicKey: key.publicKey, curveSecretKey: key.secretKey }
+    const req = new zmq.Request({ linger: 0, receiveTimeout: timeoutMs, sendTimeout: timeoutMs, ...curve })
+    req.connect(at)
+    try {
+      await req.send(encode({ service, data: { ...data, from: "status", timestamp: 0, clock: 1 } }))
+      const [reply] = await req.receive()
+      const r = decode(reply!)
+      if (!r.ok) throw new Error(`unreadable reply to ${service}`)
+      return ((r.value as { data?: Record<string, unknown> }).data ?? {}) as Record<string, unknown>
+    } catch (e) {
+      const m = (e as Error).message ?? String(e)
+      throw new Error(/timed out|not possible/i.test(m) ? `no answer within ${timeoutMs} ms` : m)
+    } finally {
+      req.close()
+    }
+  }
+  const reference = endpoint(p.values.reference!, Ports.reference)
+  let list: Array<{ name: string; rank: number; addr?: string }>
+  try {
+    list = ((await ask(reference, "list")).list ?? []) as typeof list
+  } catch (e) {
+    console.error(`bulletin status: the reference at ${reference}: ${(e as Error).message}${key === undefined && !p.flags.open ? " (no key given: --key FILE, or --open for an open cluster)" : ""}`)
+    process.exit(ExitCode.failure)
+  }
+  const servers: Array<ServerStatus> = await Promise.all(
+    list.map(async (s): Promise<ServerStatus> => {
+      if (s.addr === undefined) return { ...s, error: "no address listed" }
+      try {
+        const ping = await ask(s.addr, "ping")
+        const t0 = Date.now()
+        const { time } = await ask(s.addr, "clock")
+        const t1 = Date.now()
+        return { ...s, coordinator: ping.coordinator as string | undefined, term: ping.term as ServerStatus["term"], offsetMs: Number(time) - (t0 + t1) / 2, rttMs: t1 - t0 }
+      } catch (e) {
+        return { ...s, error: (e as Error).message }
+      }
+    }),
+  )
+  servers.sort((a, b) => a.name.localeCompare(b.name, "en", { numeric: true }))
+  const coordinators = [...new Set(servers.filter((s) => s.error === undefined).map((s) => s.coordinator ?? "(none)"))]
+  const agreed = coordinators.length === 1 && coordinators[0] !== "(none)" && servers.every((s) => s.error === undefined)
+  if (p.flags.json) {
+    console.log(JSON.stringify({ reference, agreed, coordinator: agreed ? coordinators[0] : undefined, servers }))
+  } else {
+    const rows = [["SERVER", "RANK", "ADDRESS", "FOLLOWS", "TERM", "CLOCK", "RTT"]]
+    for (const s of servers) {
+      rows.push(
+        s.error !== undefined
+          ? [s.name, String(s.rank), s.addr ?? "-", `(${s.error})`, "", "", ""]
+          : [s.name, String(s.rank), s.addr!, s.coordinator === s.name ? `${s.coordinator} (itself)` : (s.coordinator ?? "(none)"), s.term === undefined ? "-" : `${s.term.epoch}/${s.term.rank}`, `${s.offsetMs! >= 0 ? "+" : ""}${s.offsetMs!.toFixed(1)} ms`, `${s.rttMs} ms`],
+      )
+    }
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+    for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd())
+    console.log(servers.length === 0 ? "no server registered" : agreed ? `${servers.length} servers, all following ${coordinators[0]}` : `not agreed: ${coordinators.join(", ")}${servers.some((s) => s.error !== undefined) ? "; some do not answer" : ""}`)
+  }
+  process.exit(agreed ? ExitCode.ok : ExitCode.failure)
+}
