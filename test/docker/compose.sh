@@ -32,13 +32,8 @@ cleanup() {
   [ "${KEEP_ENGINE:-0}" = 1 ] || bash "$root/scripts/docker/engine.sh" stop "$engine_dir"
 }
 
-if ! out=$(bash scripts/docker/engine.sh start "$engine_dir" 2>&1); then
-  echo "compose: SKIPPED: no Docker engine can be started here: $out"
-  rm -rf "$work"
-  exit 0
-fi
+start_engine_or_skip
 trap cleanup EXIT
-echo "$out"
 phase "engine started"
 
 bash scripts/docker/base-image.sh node:20-bookworm-slim

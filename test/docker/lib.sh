@@ -22,3 +22,13 @@ tester() { docker run --rm --label bulletin-ci-run --network "$network" -v "$roo
 acked_in() { cat "$@" | node -e "console.log(JSON.stringify(require('fs').readFileSync(0, 'utf8').trim().split('\n').flatMap((l) => JSON.parse(l).acked)))"; }
 # From a probe with ops on stdin: which servers lack which of the ACKED messages ('' when none does).
 lacking() { ACKED="$1" json "d.servers.map((s) => { const have = new Set((s.ops ?? []).filter((o) => o.kind === 'publish').map((o) => o.message)); const lost = JSON.parse(process.env.ACKED).filter((m) => !have.has(m)); return lost.length === 0 ? '' : s.name + ' lacks ' + lost.length + (s.error ? ' (' + s.error + ')' : '') }).filter((x) => x !== '').join('; ')"; }
+# Starts the test's engine (or finds it running); where none can be started, says why and ends the script (exit 0: skipped).
+start_engine_or_skip() {
+  local out
+  if ! out=$(bash "$root/scripts/docker/engine.sh" start "$engine_dir" 2>&1); then
+    echo "$label: SKIPPED: no Docker engine can be started here: $out"
+    rm -rf "$work"
+    exit 0
+  fi
+  echo "$out"
+}
