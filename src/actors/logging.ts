@@ -10,22 +10,9 @@ import { Cause, Effect, Logger, References } from "effect"
  * Berkeley rounds and clock adjustments are at debug: they are most of a
  * server's lines and say little one by one (the dashboard plots them).
  */
-export type LogLevelName = "debug" | "info" | "warn" | "error"
-const levels: Record<LogLevelName, "Debug" | "Info" | "Warn" | "Error"> = { debug: "Debug", info: "Info", warn: "Warn", error: "Error" }
+import { type LogSettings, levelNames } from "./logSettings.ts"
 
-export interface LogSettings {
-  readonly level: LogLevelName
-  readonly format: "text" | "json"
-  readonly color: boolean
-}
-
-export const logSettingsFrom = (env: NodeJS.ProcessEnv, tty: boolean): LogSettings => {
-  const level = (env.BULLETIN_LOG_LEVEL ?? "info").toLowerCase()
-  if (!(level in levels)) throw new Error(`BULLETIN_LOG_LEVEL must be one of ${Object.keys(levels).join(", ")}, got '${env.BULLETIN_LOG_LEVEL}'`)
-  const format = (env.BULLETIN_LOG_FORMAT ?? "text").toLowerCase()
-  if (format !== "text" && format !== "json") throw new Error(`BULLETIN_LOG_FORMAT must be text or json, got '${env.BULLETIN_LOG_FORMAT}'`)
-  return { level: level as LogLevelName, format, color: tty && (env.NO_COLOR === undefined || env.NO_COLOR === "") && env.TERM !== "dumb" }
-}
+export { type LogLevelName, type LogSettings, logSettingsFrom } from "./logSettings.ts"
 
 const text = (message: unknown, cause: Cause.Cause<unknown>): string => {
   const parts = Array.isArray(message) ? message : [message]
@@ -56,4 +43,4 @@ export const roleLogger = (s: LogSettings) =>
 
 /** Runs `program` with the role logger and minimum level of `s`. */
 export const withLogging = (s: LogSettings) => <A, E, R>(program: Effect.Effect<A, E, R>) =>
-  program.pipe(Effect.provideService(Logger.CurrentLoggers, new Set([roleLogger(s)])), Effect.provideService(References.MinimumLogLevel, levels[s.level]))
+  program.pipe(Effect.provideService(Logger.CurrentLoggers, new Set([roleLogger(s)])), Effect.provideService(References.MinimumLogLevel, levelNames[s.level]))

@@ -1,6 +1,5 @@
 import { request as httpRequest } from "node:http"
 import { connect } from "node:net"
-import { decode, encode } from "../protocol/codec.ts"
 import type { ClusterKey } from "../transport/keys.ts"
 import { statSync } from "node:fs"
 import { ExitCode, Ports, type Spec, UsageError, botAliveFile, botAliveMs, endpoint, parse, usage } from "./options.ts"
@@ -64,23 +63,10 @@ const httpOk = (host: string, port: number, path: string, timeoutMs: number) =>
     req.end()
   })
 
+// Loaded only for the roles probed over ZeroMQ: the native module is most of a start's cost.
 const answers = async (at: string, service: string, timeoutMs: number, key: ClusterKey | undefined) => {
-  // Reference and peer ports are cluster links: with the cluster's key, the probe presents it.
-  const curve = key === undefined ? {} : { curveServerKey: key.publicKey, curvePublicKey: key.publicKey, curveSecretKey: key.secretKey }
-  // Loaded only for the roles probed over ZeroMQ: the native module is most of a start's cost.
-  const zmq = await import("zeromq")
-  const req = new zmq.Request({ linger: 0, receiveTimeout: timeoutMs, sendTimeout: timeoutMs, ...curve })
-  req.connect(at)
-  try {
-    // The healthcheck is a client like any other: it stamps Lamport clock 1 and no physical time worth syncing.
-    // The envelope by hand (messages.ts would load effect: most of a start's time and memory).
-    await req.send(encode({ service, data: { from: "healthcheck", timestamp: 0, clock: 1 } }))
-    const [reply] = await req.receive()
-    const r = decode(reply!)
-    if (!r.ok) throw new Error(`${at}: unreadable reply to ${service}`)
-  } finally {
-    req.close()
-  }
+  const { askOnce } = await import("./ask.ts")
+  await askOnce(at, service, { timeoutMs, key, from: "healthcheck" })
 }
 
 export const runHealth = async (argv: ReadonlyArray<string>) => {

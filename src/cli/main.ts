@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs"
+import { isLogFormat, isLogLevel } from "../actors/logSettings.ts"
 import { ExitCode, type Spec, UsageError, didYouMean, int, parse, usage } from "./options.ts"
 
 const help = `bulletin: a distributed message board over ZeroMQ
@@ -46,9 +47,9 @@ const globalFlags = (argv: ReadonlyArray<string>): Array<string> => {
     process.env[env] = value
   }
   const level = process.env.BULLETIN_LOG_LEVEL
-  if (level !== undefined && !["debug", "info", "warn", "error"].includes(level.toLowerCase())) throw new UsageError(`--log-level must be debug, info, warn or error, got '${level}'`)
+  if (level !== undefined && !isLogLevel(level)) throw new UsageError(`--log-level must be debug, info, warn or error, got '${level}'`)
   const format = process.env.BULLETIN_LOG_FORMAT
-  if (format !== undefined && !["text", "json"].includes(format.toLowerCase())) throw new UsageError(`--log-format must be text or json, got '${format}'`)
+  if (format !== undefined && !isLogFormat(format)) throw new UsageError(`--log-format must be text or json, got '${format}'`)
   return rest
 }
 

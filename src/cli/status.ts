@@ -1,4 +1,3 @@
-import { decode, encode } from "../protocol/codec.ts"
 import type { ClusterKey } from "../transport/keys.ts"
 import { ExitCode, Ports, type Spec, endpoint, int, parse, usage } from "./options.ts"
 
@@ -39,22 +38,13 @@ export const runStatus = async (argv: ReadonlyArray<string>) => {
     const sec = securityFrom({ open: false, keyFile: p.values.key, env: process.env })
     key = sec.mode === "curve" ? sec.key : undefined
   }
-  const zmq = await import("zeromq")
-  const ask = async (at: string, service: string, data: Record<string, unknown> = {}) => {
-    const curve = key === undefined ? {} : { curveServerKey: key.publicKey, curvePublicKey: key.publicKey, curveSecretKey: key.secretKey }
-    const req = new zmq.Request({ linger: 0, receiveTimeout: timeoutMs, sendTimeout: timeoutMs, ...curve })
-    req.connect(at)
+  const { askOnce } = await import("./ask.ts")
+  const ask = async (at: string, service: string) => {
     try {
-      await req.send(encode({ service, data: { ...data, from: "status", timestamp: 0, clock: 1 } }))
-      const [reply] = await req.receive()
-      const r = decode(reply!)
-      if (!r.ok) throw new Error(`unreadable reply to ${service}`)
-      return ((r.value as { data?: Record<string, unknown> }).data ?? {}) as Record<string, unknown>
+      return await askOnce(at, service, { timeoutMs, key, from: "status" })
     } catch (e) {
       const m = (e as Error).message ?? String(e)
       throw new Error(/timed out|not possible/i.test(m) ? `no answer within ${timeoutMs} ms` : m)
-    } finally {
-      req.close()
     }
   }
   const reference = endpoint(p.values.reference!, Ports.reference)

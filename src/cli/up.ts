@@ -7,7 +7,7 @@ import { createInterface } from "node:readline"
 import { startLiveDashboard } from "./dashboard.ts"
 import type { ControlAction, RoleStatus } from "../dashboard/roles.ts"
 import { packageRoot } from "./root.ts"
-import { type Spec, UsageError, int, parse, usage } from "./options.ts"
+import { Ports, type Spec, UsageError, int, parse, usage } from "./options.ts"
 
 const spec: Spec = {
   data: { env: "DATA_DIR", default: "data", help: "folder holding one data folder per server" },
@@ -235,10 +235,10 @@ const inUse = (host: string, port: number) =>
  */
 const checkPorts = async (o: { host: string; serverIpBase: string; servers: number; dashboard: { host: string; port: number } | undefined }) => {
   const wanted: Array<{ host: string; port: number; what: string; flag: string }> = [
-    ...[5555, 5556].map((port) => ({ host: o.host, port, what: "broker", flag: "--host" })),
-    ...[5557, 5558].map((port) => ({ host: o.host, port, what: "proxy", flag: "--host" })),
-    { host: o.host, port: 5559, what: "reference", flag: "--host" },
-    ...Array.from({ length: o.servers }, (_, i) => ({ host: nthAddress(o.serverIpBase, i), port: 5560, what: `server-${i + 1}'s peer port`, flag: "--server-ip-base" })),
+    ...[Ports.brokerFrontend, Ports.brokerBackend].map((port) => ({ host: o.host, port, what: "broker", flag: "--host" })),
+    ...[Ports.proxyFrontend, Ports.proxyBackend].map((port) => ({ host: o.host, port, what: "proxy", flag: "--host" })),
+    { host: o.host, port: Ports.reference, what: "reference", flag: "--host" },
+    ...Array.from({ length: o.servers }, (_, i) => ({ host: nthAddress(o.serverIpBase, i), port: Ports.peer, what: `server-${i + 1}'s peer port`, flag: "--server-ip-base" })),
     ...(o.dashboard === undefined ? [] : [{ ...o.dashboard, what: "the dashboard", flag: "--dashboard-port (or --dashboard-port none)" }]),
   ]
   for (const w of wanted) {
