@@ -81,7 +81,8 @@ const guardLmdbRejections = () => {
 /** On disk. LMDB is copy-on-write: a crash leaves the last committed batch, never a torn one. */
 export const openLmdb = (path: string): OrderedKv => {
   guardLmdbRejections()
-  const db: RootDatabase = open({ path, compression: false })
+  // A folder always, whatever its name looks like (lmdb-js takes a path ending in `.a` for a file).
+  const db: RootDatabase = open({ path, compression: false, noSubdir: false })
   return {
     get: (key) => db.get(key as Array<KeyPart>),
     range: ({ start, end, reverse, limit }) =>

@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readdirSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Effect } from "effect"
@@ -130,6 +130,16 @@ describe("Store on disk", () => {
     expect(again.opCount()).toBe(200)
     expect((await run(again.history({ channel: "c", limit: 500 }))).posts).toHaveLength(199)
     expect(again.opForRequest("r77")).toMatchObject({ seq: 77 })
+  })
+
+  it("is a folder whatever its name looks like (a server named srv.a)", async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), "bulletin-dotted-")), "srv.a")
+    mkdirSync(dir)
+    const kv = openLmdb(dir)
+    await run(makeStore(kv).apply({ kind: "channel", origin: "s1", seq: 1, clock: 1, timestamp: 0, channel: "c" }))
+    await kv.close()
+    expect(readdirSync(dir).sort()).toEqual(["data.mdb", "lock.mdb"])
+    expect(makeStore(openLmdb(dir)).channels()).toEqual(["c"])
   })
 })
 
