@@ -3,9 +3,9 @@ import { DashboardHub } from "../dashboard/hub.ts"
 import { type DashboardOptions, serveDashboard } from "../dashboard/http.ts"
 import { type Trace, isTrace } from "../dashboard/trace.ts"
 import { monitorReports, monitorSubscriber } from "./monitor.ts"
-import { Ports, type Spec, endpoint, int, parse, usage } from "./options.ts"
+import { endpoint, int, parse, portNumber, Ports, type Spec, usage } from "./options.ts"
 
-const spec: Spec = {
+export const spec: Spec = {
   proxy: { env: "PROXY_ADDR", default: "127.0.0.1", help: "proxy host (the dashboard subscribes to topic 'monitor' on port 5558)" },
   host: { env: "DASHBOARD_HOST", default: "127.0.0.1", help: "address the web page is served on (keep it on loopback: no login)" },
   port: { env: "DASHBOARD_PORT", default: "5580", help: "port of the web page" },
@@ -57,7 +57,7 @@ export const runDashboard = async (argv: ReadonlyArray<string>) => {
     console.log(usage("dashboard", "the web dashboard: live state charts, clocks, replication, elections (or a simulator replay)", spec))
     process.exit(0)
   }
-  const port = int(p.values.port, "port")
+  const port = portNumber(p.values.port, "port")
   const host = p.values.host!
   if (p.values.trace !== undefined) {
     const trace = loadTrace(p.values.trace)

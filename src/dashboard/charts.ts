@@ -9,6 +9,7 @@ import { berkeleyMachine, bullyMachine, heartbeatMachine, replicationMachine } f
  *
  * State paths are the dotted form the monitoring channel reports
  * (`leader.announcing`), so a report's state names a box directly.
+ * ./layout.ts lays the charts out (ELK) for the page.
  */
 export interface ChartState {
   /** Dotted path from the root: `leader.announcing`. */

@@ -4,12 +4,14 @@ import type { AddressInfo } from "node:net"
 import { fileURLToPath } from "node:url"
 import type { ControlAction } from "./roles.ts"
 import { serverCharts } from "./charts.ts"
+import { laidOutServerCharts } from "./layout.ts"
 import type { DashboardHub } from "./hub.ts"
 import type { Trace } from "./trace.ts"
 
 /**
  * The dashboard's web server: one static page (no build step, nothing from
- * the internet), the state charts read from the machine definitions, and
+ * the internet), the state charts read from the machine definitions and
+ * laid out by ELK (./layout.ts), and
  * either a live event stream (`hub`) or a recorded simulator run (`trace`).
  * With `control` (when `bulletin up` owns the processes) it also takes the
  * buttons' requests. Binds 127.0.0.1 by default: it can stop servers.
@@ -49,7 +51,9 @@ const readBody = (req: IncomingMessage) =>
 
 export const serveDashboard = (o: DashboardOptions) =>
   new Promise<{ readonly url: string; readonly close: () => Promise<void> }>((resolve, reject) => {
-    const charts = JSON.stringify(serverCharts())
+    // Laid out once per process, while the server starts listening; the page asks for them after its first request.
+    const charts = laidOutServerCharts(serverCharts).then((c) => JSON.stringify(c))
+    charts.catch(() => undefined)
     // The page's files, read once: the same for every request.
     const files = new Map(Object.keys(types).map((f) => [f, readFileSync(assets + f)]))
     const handle = async (req: IncomingMessage, res: ServerResponse) => {
@@ -69,8 +73,9 @@ export const serveDashboard = (o: DashboardOptions) =>
       }
       if (req.method === "GET" && path === "/api/info") return json(res, 200, { mode: o.trace === undefined ? "live" : "replay", controls: o.control !== undefined, title: o.title ?? "bulletin" })
       if (req.method === "GET" && path === "/api/charts") {
+        const body = await charts
         res.writeHead(200, { "content-type": "application/json; charset=utf-8" })
-        return res.end(charts)
+        return res.end(body)
       }
       if (req.method === "GET" && path === "/api/trace") return o.trace === undefined ? json(res, 404, { error: "not a replay: no trace loaded" }) : json(res, 200, o.trace)
       if (req.method === "GET" && path === "/api/events") {

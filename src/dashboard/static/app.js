@@ -64,181 +64,66 @@ const colourOf = (name) => {
 }
 
 // --- state charts from the machine definitions --------------------------------------------------
-const PAD = 8
-const TITLE = 16
-const GAP = 14
-const ROW_GAP = 40
-const widthMax = 400
-const textWidth = (s) => s.length * 6.2 + 16
+// Laid out by ELK on the dashboard's server (src/dashboard/layout.ts): each chart comes with every
+// state's box, every arrow's route and the box ELK placed its label in, sized for `layout.font`.
+// Drawn at 1:1 (never scaled down, so text stays at its size): a chart wider than its card scrolls.
 
-const layoutChart = (chart) => {
-  const kids = (p) => chart.states.filter((s) => s.parent === p)
-  const size = new Map()
-  const measure = (s) => {
-    const ch = kids(s.path)
-    if (ch.length === 0) {
-      size.set(s.path, { w: Math.max(60, textWidth(s.key)), h: 24 })
-      return
-    }
-    ch.forEach(measure)
-    const w = Math.max(textWidth(s.key), ch.reduce((a, c) => a + size.get(c.path).w, 0) + GAP * (ch.length - 1) + 2 * PAD)
-    const h = TITLE + Math.max(...ch.map((c) => size.get(c.path).h)) + PAD
-    size.set(s.path, { w, h })
+/** An orthogonal route with its corners rounded. */
+const routePath = (points, radius = 5) => {
+  if (points.length < 2) return ""
+  let d = `M${points[0][0]},${points[0][1]}`
+  for (let i = 1; i < points.length - 1; i++) {
+    const [px, py] = points[i - 1]
+    const [x, y] = points[i]
+    const [nx, ny] = points[i + 1]
+    const r = Math.min(radius, Math.hypot(x - px, y - py) / 2, Math.hypot(nx - x, ny - y) / 2)
+    const ax = x - (Math.sign(x - px) * r)
+    const ay = y - (Math.sign(y - py) * r)
+    const bx = x + (Math.sign(nx - x) * r)
+    const by = y + (Math.sign(ny - y) * r)
+    d += ` L${ax},${ay} Q${x},${y} ${bx},${by}`
   }
-  const top = kids("")
-  top.forEach(measure)
-  const boxes = new Map()
-  const place = (s, x, y) => {
-    const { w, h } = size.get(s.path)
-    boxes.set(s.path, { x, y, w, h, state: s })
-    let cx = x + PAD
-    for (const c of kids(s.path)) {
-      place(c, cx, y + TITLE)
-      cx += size.get(c.path).w + GAP
-    }
-  }
-  // Top-level states in one row if they fit; else in layers by distance from
-  // the initial state (so most arrows point down), each layer ordered by where
-  // its predecessors sit, rows centred; rows leave room for the arrows' labels.
-  const topOf = (path) => path.split(".")[0]
-  let spacing = GAP * 3
-  const widthOf = (row) => row.reduce((a, st) => a + size.get(st.path).w, 0) + spacing * (row.length - 1)
-  let rows = [top]
-  if (widthOf(top) > widthMax) {
-    spacing = GAP * 5 // room for the labels of arrows running sideways within a layer
-    const depth = new Map()
-    const start = top.find((st) => st.initial) ?? top[0]
-    depth.set(start.path, 0)
-    const queue = [start.path]
-    while (queue.length > 0) {
-      const at = queue.shift()
-      for (const t of chart.transitions) {
-        if (t.source === "" || topOf(t.source) !== at) continue
-        const to = topOf(t.target)
-        if (!depth.has(to)) {
-          depth.set(to, depth.get(at) + 1)
-          queue.push(to)
-        }
-      }
-    }
-    const deepest = Math.max(...depth.values())
-    rows = []
-    for (const st of top) {
-      const d = depth.get(st.path) ?? deepest + 1
-      ;(rows[d] ??= []).push(st)
-    }
-    rows = rows.filter(Boolean)
-    // Order each row by the mean position of its predecessors in the rows above.
-    const order = new Map()
-    rows[0].forEach((st, i) => order.set(st.path, i))
-    for (let r = 1; r < rows.length; r++) {
-      const weight = (st) => {
-        const from = chart.transitions.filter((t) => t.source !== "" && topOf(t.target) === st.path && order.has(topOf(t.source))).map((t) => order.get(topOf(t.source)))
-        return from.length === 0 ? Infinity : from.reduce((a, b) => a + b, 0) / from.length
-      }
-      rows[r].sort((a, b) => weight(a) - weight(b))
-      rows[r].forEach((st, i) => order.set(st.path, i))
-    }
-  }
-  const width = Math.max(200, ...rows.map(widthOf)) + 8
-  let y = 16
-  let rowH = 0
-  for (const row of rows) {
-    let x = 4 + (width - 8 - widthOf(row)) / 2
-    rowH = 0
-    for (const st of row) {
-      place(st, x, y)
-      x += size.get(st.path).w + spacing
-      rowH = Math.max(rowH, size.get(st.path).h)
-    }
-    y += rowH + ROW_GAP
-  }
-  y -= ROW_GAP
-  return { boxes, width, height: y + 16 }
+  const [lx, ly] = points[points.length - 1]
+  return `${d} L${lx},${ly}`
 }
-
-const centre = (b) => ({ x: b.x + b.w / 2, y: b.y + b.h / 2 })
-/** Where the segment from the box's centre towards p leaves the box. */
-const exitPoint = (b, p) => {
-  const c = centre(b)
-  const dx = p.x - c.x
-  const dy = p.y - c.y
-  if (dx === 0 && dy === 0) return c
-  const sx = dx === 0 ? Infinity : b.w / 2 / Math.abs(dx)
-  const sy = dy === 0 ? Infinity : b.h / 2 / Math.abs(dy)
-  const s = Math.min(sx, sy)
-  return { x: c.x + dx * s, y: c.y + dy * s }
-}
-const short = (s, n = 26) => (s.length > n ? `${s.slice(0, n - 1)}…` : s)
 
 const drawChart = (chart) => {
-  const { boxes, width, height } = layoutChart(chart)
-  const svg = el("svg:svg", { viewBox: `0 0 ${width} ${height}`, style: `width: 100%; max-width: ${Math.round(width * 1.4)}px` })
+  const { width, height, states, edges, fromAnywhere, font } = chart.layout
+  const svg = el("svg:svg", { class: "statechart", width, height, viewBox: `0 0 ${width} ${height}`, style: `font-family: ${font.family}` })
   const defs = el("svg:defs")
-  const marker = el("svg:marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" })
-  marker.append(el("svg:path", { d: "M0,0 L10,5 L0,10 z", fill: "#9aa3b5" }))
+  const marker = el("svg:marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 8, markerHeight: 8, markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" })
+  marker.append(el("svg:path", { d: "M0,0 L10,5 L0,10 z", fill: "#8b93a5" }))
   defs.append(marker)
   svg.append(defs)
   const stateEls = new Map()
-  const depth = (p) => (p === "" ? 0 : p.split(".").length)
-  for (const [path, b] of [...boxes].sort(([a], [b2]) => depth(a) - depth(b2))) {
-    const compound = chart.states.some((s) => s.parent === path)
-    const g = el("svg:g", { class: `st${compound ? " compound" : ""}`, "data-state": path })
-    g.append(el("svg:rect", { x: b.x, y: b.y, width: b.w, height: b.h, rx: 6 }))
-    g.append(el("svg:text", { x: b.x + (compound ? 6 : b.w / 2), y: b.y + (compound ? 11 : b.h / 2 + 3.5), "text-anchor": compound ? "start" : "middle" }, `${b.state.initial ? "● " : ""}${b.state.key}`))
+  // Parents first (ELK lists them so), so a compound state's box lies under its children.
+  for (const s of states) {
+    const g = el("svg:g", { class: `st${s.compound ? " compound" : ""}`, "data-state": s.path })
+    g.append(el("svg:rect", { x: s.box.x, y: s.box.y, width: s.box.w, height: s.box.h, rx: 6 }))
+    const name = `${s.initial ? "● " : ""}${s.key}`
+    const attrs = s.compound
+      ? { x: s.label.x + font.padPx, y: s.label.y + s.label.h / 2, "dominant-baseline": "central" }
+      : { x: s.box.x + s.box.w / 2, y: s.box.y + s.box.h / 2, "text-anchor": "middle", "dominant-baseline": "central" }
+    g.append(el("svg:text", { ...attrs, "font-size": font.stateSizePx }, name))
     svg.append(g)
-    stateEls.set(path, g)
+    stateEls.set(s.path, g)
   }
-  // One arrow per (source, target), labelled with every event that takes it.
+  // Arrows over the boxes: one per (source, target), labelled with every event that takes it.
   const grouped = new Map()
-  const fromAnywhere = []
-  for (const t of chart.transitions) {
-    if (t.source === "") {
-      fromAnywhere.push(t)
-      continue
-    }
-    const key = `${t.source}>${t.target}`
-    if (!grouped.has(key)) grouped.set(key, [])
-    grouped.get(key).push(t)
-  }
   const edgeEls = new Map()
-  for (const [key, ts] of grouped) {
-    const a = boxes.get(ts[0].source)
-    const b = boxes.get(ts[0].target)
-    if (a === undefined || b === undefined) continue
-    const events = [...new Set(ts.map((t) => t.event))]
-    const full = ts.map((t) => `${t.event}${t.guard ? ` [${t.guard}]` : ""}`).join("\n")
-    const g = el("svg:g", { class: "tr", "data-edge": key })
-    let d
-    let lx
-    let ly
-    if (a === b) {
-      const x0 = a.x + a.w - 14
-      d = `M${x0},${a.y} C${x0 - 4},${a.y - 16} ${x0 + 18},${a.y - 16} ${x0 + 10},${a.y}`
-      lx = x0 + 4
-      ly = a.y - 14
-    } else {
-      const ca = centre(a)
-      const cb = centre(b)
-      const p = exitPoint(a, cb)
-      const q = exitPoint(b, ca)
-      const mx = (p.x + q.x) / 2
-      const my = (p.y + q.y) / 2
-      const len = Math.hypot(q.x - p.x, q.y - p.y) || 1
-      const bend = 14
-      const cx = mx + (-(q.y - p.y) / len) * bend
-      const cy = my + ((q.x - p.x) / len) * bend
-      d = `M${p.x},${p.y} Q${cx},${cy} ${q.x},${q.y}`
-      // The label sits 40% along the curve, so the labels of A→B and B→A do not meet in the middle.
-      const t = 0.4
-      lx = (1 - t) ** 2 * p.x + 2 * t * (1 - t) * cx + t ** 2 * q.x
-      ly = (1 - t) ** 2 * p.y + 2 * t * (1 - t) * cy + t ** 2 * q.y
-    }
-    g.append(el("svg:path", { d, "marker-end": "url(#arrow)" }))
-    g.append(el("svg:text", { x: lx, y: ly, "text-anchor": "middle" }, short(events.join(", "))))
-    g.append(el("svg:title", {}, full))
-    svg.insertBefore(g, svg.children[1] ?? null)
-    edgeEls.set(key, g)
+  const lineHeight = font.labelSizePx * font.lineHeightEm
+  for (const e of edges) {
+    grouped.set(e.key, [{ source: e.source, target: e.target }])
+    const g = el("svg:g", { class: "tr", "data-edge": e.key })
+    // ELK draws a self-loop as a small square beside its state; a rounded loop, a little taller, reads better.
+    const [p0, p1, , p3] = e.points
+    const loop = e.source === e.target && e.points.length === 4 ? `M${p0[0]},${p0[1]} C${p1[0] - 4},${p0[1] - 10} ${p1[0] - 4},${p3[1] + 10} ${p3[0]},${p3[1]}` : undefined
+    g.append(el("svg:path", { d: loop ?? routePath(e.points), "marker-end": "url(#arrow)" }))
+    const text = el("svg:text", { "font-size": font.labelSizePx, "dominant-baseline": "central" })
+    e.lines.forEach((line, i) => text.append(el("svg:tspan", { x: e.label.x + font.padPx, y: e.label.y + font.padPx + (i + 0.5) * lineHeight }, line)))
+    g.append(text, el("svg:title", {}, e.title))
+    svg.append(g)
+    edgeEls.set(e.key, g)
   }
   return { svg, stateEls, edgeEls, fromAnywhere, grouped }
 }
@@ -292,7 +177,7 @@ const card = (name) => {
       ["partition", "Partition", "SIGSTOP: frozen with connections open — a silent partition"],
       ["heal", "Heal", "SIGCONT: back on the network"],
     ]) {
-      const b = el("button", { type: "button", "data-action": action, "data-server": name, title: help }, label)
+      const b = el("button", { type: "button", "data-action": action, "data-server": name, "data-help": help, title: help }, label)
       b.addEventListener("click", () => control(name, action))
       buttons.append(b)
     }
@@ -301,7 +186,11 @@ const card = (name) => {
   const facts = el("div", { class: "facts" })
   root.append(head, facts)
   const views = new Map()
+  // The charts side by side, wrapping; charts of the same machine (the two heartbeats) stacked in one column.
+  const charts = el("div", { class: "charts" })
+  const columns = new Map()
   for (const chart of state.charts) {
+    if (!columns.has(chart.id)) columns.set(chart.id, charts.appendChild(el("div", { class: "column" })))
     const box = el("div", { class: "chart", "data-machine": chart.machine })
     const h3 = el("h3", {}, machineTitles[chart.machine] ?? chart.machine)
     const now = el("span", { class: "now" }, "—")
@@ -310,10 +199,11 @@ const card = (name) => {
     view.now = now
     box.append(h3, view.svg)
     if (view.fromAnywhere.length > 0) box.append(el("div", { class: "any" }, `from any state: ${view.fromAnywhere.map((t) => `${t.event} → ${t.target}`).join("; ")}`))
-    root.append(box)
+    columns.get(chart.id).append(box)
     views.set(chart.machine, view)
   }
-  const c = { root, role, facts, views }
+  root.append(charts)
+  const c = { root, role, facts, views, buttons }
   state.cards.set(name, c)
   $("servers").append(root)
   return c
@@ -330,6 +220,20 @@ const control = async (role, action) => {
   }
 }
 
+/**
+ * What a button can do to a process in this state (as `up` reports it): a stopped server can only be
+ * restarted; a frozen one not partitioned again; only a frozen one healed; one between restarts has no
+ * process to freeze. Without `up`'s status (not known yet), every button stays enabled.
+ */
+const applies = { stop: ["starting", "running", "frozen", "restarting"], restart: ["starting", "running", "stopped", "frozen", "restarting"], partition: ["starting", "running"], heal: ["frozen"] }
+const enableButtons = (c, roleState) => {
+  for (const b of c.buttons.querySelectorAll("button")) {
+    const off = roleState !== undefined && !applies[b.dataset.action].includes(roleState)
+    b.disabled = off
+    b.title = off ? `${b.dataset.help} (not while ${roleState})` : b.dataset.help
+  }
+}
+
 const drawCard = (name, r, t, animate) => {
   const c = card(name)
   const cond = condition(name, r, t)
@@ -339,6 +243,7 @@ const drawCard = (name, r, t, animate) => {
   c.root.dataset.rank = String(r?.rank ?? "")
   const roleText = { lead: "COORDINATOR", follower: r ? `follows ${r.coordinator ?? "nobody"}` : "", silent: "silent (no report for 3 s)", stopped: "stopped", frozen: "partitioned (frozen)" }[cond]
   c.role.textContent = roleText
+  enableButtons(c, roleOf(name)?.state)
   if (r === undefined) {
     c.facts.textContent = "no report yet"
     return
@@ -398,36 +303,123 @@ const drawTopology = (servers, t) => {
 }
 
 // --- plots --------------------------------------------------------------------------------------
-const plot = (svg, field, t) => {
-  svg.replaceChildren()
+// Each plot is drawn at the pixel size of its box (so its text is at its real size), with a few
+// y ticks at round numbers, its legend beside it (each server's colour and latest value), and,
+// while the pointer is over it, the nearest point's server, time and value under it.
+const plots = [
+  { id: "plot-offset", field: (r) => r.offsetMs, unit: "ms", signed: true },
+  { id: "plot-rate", field: (r) => r.requestsPerSecond, unit: "req/s" },
+  { id: "plot-ops", field: (r) => r.ops, unit: "ops" },
+  { id: "plot-lag", field: (r) => r.lagP99Ms, unit: "ms" },
+]
+const hover = new Map() // plot id -> pointer position in the plot's pixels
+
+/** About `count` ticks covering [lo, hi], at 1, 2 or 5 times a power of ten. */
+const niceTicks = (lo, hi, count = 5) => {
+  const raw = (hi - lo) / Math.max(1, count - 1)
+  const power = 10 ** Math.floor(Math.log10(raw))
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw) ?? 10 * power
+  const first = Math.floor(lo / step + 1e-9) * step
+  const last = Math.ceil(hi / step - 1e-9) * step
+  const ticks = []
+  for (let v = first; v <= last + step / 2 && ticks.length < 20; v += step) ticks.push(Math.abs(v) < step / 1e6 ? 0 : v)
+  return { ticks, decimals: Math.max(0, -Math.floor(Math.log10(step) + 1e-9)) }
+}
+const fmtValue = (v, signed) => {
+  const a = Math.abs(v)
+  const text = v.toFixed(a >= 100 || Number.isInteger(v) ? 0 : a >= 10 ? 1 : 2)
+  return signed && v > 0 ? `+${text}` : text
+}
+
+const drawPlot = (p, t) => {
+  const svg = $(p.id)
+  const panel = svg.closest(".panel")
+  const legend = panel.querySelector(".legend")
+  const readout = panel.querySelector(".readout")
   const from = t - windowMs
   const series = new Map()
   for (const r of state.reports) {
     if (r.at < from || r.at > t) continue
-    const v = field(r)
+    const v = p.field(r)
     if (v === undefined || !Number.isFinite(v)) continue
     if (!series.has(r.server)) series.set(r.server, [])
     series.get(r.server).push([r.at, v])
   }
   const all = [...series.values()].flat().map(([, v]) => v)
-  let lo = Math.min(0, ...all)
-  let hi = Math.max(1, ...all)
-  if (hi - lo < 1e-9) hi = lo + 1
-  const W = 300
-  const H = 140
-  const L = 38
-  const B = 14
-  const x = (at) => L + ((at - from) / windowMs) * (W - L - 4)
-  const y = (v) => 4 + (1 - (v - lo) / (hi - lo)) * (H - B - 8)
-  svg.append(el("svg:line", { x1: L, y1: 4, x2: L, y2: H - B, class: "axis" }), el("svg:line", { x1: L, y1: y(0), x2: W - 4, y2: y(0), class: "axis" }))
-  svg.append(el("svg:text", { x: 2, y: 10 }, hi.toFixed(hi < 10 ? 1 : 0)), el("svg:text", { x: 2, y: H - B }, lo.toFixed(Math.abs(lo) < 10 ? 1 : 0)))
-  svg.append(el("svg:text", { x: L, y: H - 2 }, `-${windowMs / 1000}s`), el("svg:text", { x: W - 30, y: H - 2 }, "now"))
-  let ly = 12
-  for (const [name, pts] of series) {
+  const { ticks, decimals } = niceTicks(Math.min(0, ...all), Math.max(1, ...all))
+  const lo = ticks[0]
+  const hi = ticks[ticks.length - 1]
+  const W = Math.max(120, Math.round(svg.clientWidth || 240))
+  const H = 150
+  const labels = ticks.map((v) => v.toFixed(decimals))
+  const L = 10 + Math.max(...labels.map((s) => s.length)) * 7
+  const T = 8
+  const B = 20
+  const R = 8
+  const x = (at) => L + ((at - from) / windowMs) * (W - L - R)
+  const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B)
+  const kids = []
+  ticks.forEach((v, i) => {
+    kids.push(el("svg:line", { x1: L, y1: y(v), x2: W - R, y2: y(v), class: v === 0 ? "axis" : "grid" }))
+    kids.push(el("svg:text", { x: L - 4, y: y(v), class: "tick", "text-anchor": "end", "dominant-baseline": "central" }, labels[i]))
+  })
+  kids.push(el("svg:line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }))
+  // Time ticks every 30 s, or 60 s, whichever leaves their labels room.
+  const spanS = windowMs / 1000
+  const everyS = [30, 60, spanS].find((e) => ((W - L - R) * e) / spanS >= 72) ?? spanS
+  for (let s = spanS % everyS; s <= spanS; s += everyS) {
+    const at = from + s * 1000
+    kids.push(el("svg:line", { x1: x(at), y1: H - B, x2: x(at), y2: H - B + 3, class: "axis" }))
+    kids.push(el("svg:text", { x: x(at), y: H - 4, class: "tick", "text-anchor": s === 0 ? "start" : s === spanS ? "end" : "middle" }, s === spanS ? "now" : `−${spanS - s} s`))
+  }
+  const items = []
+  for (const [name, pts] of [...series].sort(([a], [b]) => a.localeCompare(b, undefined, { numeric: true }))) {
     const colour = colourOf(name)
-    svg.append(el("svg:polyline", { points: pts.map(([a, v]) => `${x(a).toFixed(1)},${y(v).toFixed(1)}`).join(" "), fill: "none", stroke: colour, "stroke-width": 1.5 }))
-    svg.append(el("svg:text", { x: W - 70, y: ly, fill: colour, style: `fill:${colour}` }, name))
-    ly += 10
+    kids.push(el("svg:polyline", { points: pts.map(([a, v]) => `${x(a).toFixed(1)},${y(v).toFixed(1)}`).join(" "), fill: "none", stroke: colour, "stroke-width": 1.5 }))
+    const li = el("li", { "data-server": name })
+    li.append(el("span", { class: "swatch", style: `background:${colour}` }), document.createTextNode(name), el("span", { class: "value" }, fmtValue(pts[pts.length - 1][1], p.signed)))
+    items.push(li)
+  }
+  // The point nearest the pointer (in pixels), marked, and read out under the plot.
+  const h = hover.get(p.id)
+  let text = series.size === 0 ? "no data yet" : "hover the plot for values"
+  if (h !== undefined) {
+    let best
+    for (const [name, pts] of series) {
+      for (const [at, v] of pts) {
+        const d = Math.hypot(x(at) - h.x, y(v) - h.y)
+        if (best === undefined || d < best.d) best = { d, name, at, v }
+      }
+    }
+    if (best !== undefined) {
+      kids.push(el("svg:line", { x1: x(best.at), y1: T, x2: x(best.at), y2: H - B, class: "cursor" }))
+      kids.push(el("svg:circle", { cx: x(best.at), cy: y(best.v), r: 4, fill: colourOf(best.name), class: "mark" }))
+      text = `${best.name} · ${fmtTime(best.at)} · ${fmtValue(best.v, p.signed)} ${p.unit}`
+    }
+  }
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`)
+  svg.setAttribute("height", String(H))
+  svg.replaceChildren(...kids)
+  legend.replaceChildren(...items)
+  readout.textContent = text
+}
+
+const drawPlots = (t) => {
+  for (const p of plots) drawPlot(p, t)
+}
+
+const watchPlots = () => {
+  for (const p of plots) {
+    const svg = $(p.id)
+    svg.addEventListener("pointermove", (e) => {
+      const box = svg.getBoundingClientRect()
+      hover.set(p.id, { x: e.clientX - box.left, y: e.clientY - box.top })
+      drawPlot(p, state.t)
+    })
+    svg.addEventListener("pointerleave", () => {
+      hover.delete(p.id)
+      drawPlot(p, state.t)
+    })
   }
 }
 
@@ -477,10 +469,7 @@ const render = (animate) => {
   drawTopology(servers, t)
   for (const [name, r] of servers) drawCard(name, r, t, animate)
   for (const [name, c] of state.cards) if (!servers.some(([n]) => n === name)) c.root.remove()
-  plot($("plot-offset"), (r) => r.offsetMs, t)
-  plot($("plot-rate"), (r) => r.requestsPerSecond, t)
-  plot($("plot-ops"), (r) => r.ops, t)
-  plot($("plot-lag"), (r) => r.lagP99Ms, t)
+  drawPlots(t)
   const tbody = $("replication").tBodies[0]
   tbody.replaceChildren(
     ...servers.map(([name, r]) => {
@@ -608,6 +597,7 @@ const main = async () => {
   state.controls = info.controls
   $("title").textContent = info.title
   state.charts = await (await fetch("/api/charts")).json()
+  watchPlots()
   if (info.mode === "replay") await replay()
   else live()
 }
