@@ -26,6 +26,7 @@ import { Store, StoreError, type StoreShape } from "../store/Store.ts"
 import { type Publisher, type Replier, type Requester, type Subscriber, Transport } from "../transport/Transport.ts"
 import { Stamper, supervised, xstateClock } from "./runtime.ts"
 import { Monitor, type MonitorConfig, type MonitorReport, bothObservers, buildReport, defaultMonitorConfig, monitorTopic } from "./monitor.ts"
+import { RateWindow, type RequestStatus, type ServerSample, ServerMetrics, serveMetrics, statusLabel } from "./metrics.ts"
 
 export interface ServerConfig {
   /** Unique among servers; the origin of every op this server creates. */
@@ -63,6 +64,8 @@ export interface ServerConfig {
   readonly credentials?: Credentials
   /** Every name must be claimed with a password before it can post, send or read private messages. */
   readonly requireAccounts?: boolean
+  /** Where `GET /metrics` (Prometheus' text format, see metrics.ts) is served; none: not served (the metrics are still kept). */
+  readonly metrics?: { readonly host: string; readonly port: number }
 }
 
 /** What a server shows of itself to an observer. */
@@ -182,6 +185,13 @@ export const fitPage = (posts: ReadonlyArray<Post>, more: boolean, direction: "f
 /** The id of the client request being answered, if it has one. */
 const RequestId = Context.Reference<string | undefined>("bulletin/server/RequestId", { defaultValue: () => undefined })
 
+/** How the request being answered was answered (the metrics' labels): written by its reply. */
+interface Outcome {
+  service: string | undefined
+  status: RequestStatus
+}
+const Outcome = Context.Reference<Outcome | undefined>("bulletin/server/Outcome", { defaultValue: () => undefined })
+
 /** Fires once; whoever waits, before or after, goes on. */
 class Once {
   #fired = false
@@ -246,8 +256,32 @@ export const server = (config: ServerConfig) =>
     const changes = new Changes()
     const rankedSignal = new Once()
     const monitor = new Monitor({ ...defaultMonitorConfig, ...config.monitor }, () => Math.floor(stamper.adjust(clock.currentTimeMillisUnsafe())))
-    const inspect = (machine: string) => bothObservers(monitor.observe(machine), config.inspect?.(machine))
+    const metrics = new ServerMetrics()
+    const inspect = (machine: string) =>
+      bothObservers(bothObservers(monitor.observe(machine), machine === "bully" ? metrics.bullyObserver() : undefined), config.inspect?.(machine))
     let handled = 0
+    const monotonicMs = () => Number(clock.monotonicTimeNanosUnsafe() / 1_000_000n)
+    /** Every request answered (busy ones too), for requests/s in the status reply. */
+    const answeredRate = new RateWindow(monotonicMs())
+    /** Live replication lag of the last monitoring interval (what the monitor report says). */
+    let recentLag: { readonly p50Ms: number; readonly p99Ms: number } | undefined
+    /** The gauges' source, once every part it reads exists (a scrape before that shows the counters). */
+    let sampler: (() => ServerSample) | undefined
+    if (config.metrics !== undefined) {
+      const { host, port } = config.metrics
+      const endpoint = yield* serveMetrics(host, port, () => {
+        if (sampler !== undefined) metrics.sample(sampler())
+        return metrics.render()
+      }).pipe(
+        Effect.mapError((e) => {
+          // An operator's condition (a taken port), not a bug: one line, no stack.
+          const error = new Error(`server ${config.name}: the metrics endpoint cannot listen: ${e.message}`)
+          error.stack = `Error: ${error.message}`
+          return error
+        }),
+      )
+      yield* Effect.logInfo(`server ${config.name}: metrics on ${endpoint.url}`)
+    }
     /** Requests answered "busy" since the last monitoring report. */
     let busy = 0
     /** Replication frames refused: not sealed with the cluster's key (forged, or from a server without it). */
@@ -268,7 +302,16 @@ export const server = (config: ServerConfig) =>
               store.applyAll(ops, committed).pipe(
                 Effect.match({
                   onFailure: (e) => done(e),
-                  onSuccess: () => {
+                  onSuccess: (outcomes) => {
+                    let own = 0
+                    let replicated = 0
+                    for (const [i, outcome] of outcomes.entries()) {
+                      if (outcome !== "applied") continue
+                      if (ops[i]?.origin === config.name) own += 1
+                      else replicated += 1
+                    }
+                    if (own > 0) metrics.opsApplied("own", own)
+                    if (replicated > 0) metrics.opsApplied("replicated", replicated)
                     done()
                     changes.notify()
                   },
@@ -313,7 +356,13 @@ export const server = (config: ServerConfig) =>
     // Every reply carries the id of the request it answers (our extension):
     // a client that resent a request can tell a late answer to an earlier one.
     const reply = (service: string, data: Record<string, unknown>) =>
-      Effect.flatMap(Effect.service(RequestId), (id) => Effect.map(stamper.stamp, (s: Stamp) => encodeEnvelope(service, id === undefined ? data : { ...data, id }, s)))
+      Effect.flatMap(Effect.service(Outcome), (outcome) => {
+        if (outcome !== undefined) {
+          outcome.service = service
+          outcome.status = statusLabel(data)
+        }
+        return Effect.flatMap(Effect.service(RequestId), (id) => Effect.map(stamper.stamp, (s: Stamp) => encodeEnvelope(service, id === undefined ? data : { ...data, id }, s)))
+      })
     const fail = (service: string, description: string) => reply(service, { status: "erro", description, message: description })
     /** An error a retry may cure (on this server later, or on another): our client tries again. */
     const transient = (service: string, description: string, extra: Record<string, unknown> = {}) =>
@@ -483,6 +532,10 @@ export const server = (config: ServerConfig) =>
               }
             }
           }
+          // A channel nobody created is an error, worded as publish words it (waiting a little, as
+          // publish does, for replication to bring a channel just created on another server).
+          const channel = req.channel
+          if (channel !== undefined && !(yield* waitUntil(() => store.hasChannel(channel)))) return yield* fail("history", `channel '${channel}' does not exist`)
           const page = yield* store.history(req.channel !== undefined ? { ...req, channel: req.channel } : { ...req, user: req.user!, peer: req.peer! })
           const fitted = fitPage(page.posts, page.more, req.after !== undefined ? "forward" : "backward")
           return yield* reply("history", { status: "OK", messages: fitted.posts, more: fitted.more })
@@ -520,6 +573,10 @@ export const server = (config: ServerConfig) =>
     const announcements = config.coordination === undefined ? undefined : yield* transport.subscriber(config.proxyBackend, [coordinatorTopic])
     yield* awaitSubscription(config, publisher, subscriber, stamper, opened)
     replication.start()
+    // Declared before the coordination node starts: its peer port may ask for the status at once.
+    let serving = false
+    let inFlight = 0
+    let hosted: CoordinationNode | undefined
     const node =
       config.coordination === undefined
         ? undefined
@@ -527,10 +584,49 @@ export const server = (config: ServerConfig) =>
             ...config.observe,
             coordination: (e) => {
               if (e.kind === "rank") rankedSignal.fire()
+              if (e.kind === "coordinator" && e.coordinator !== undefined) metrics.coordinatorChanged()
               config.observe?.coordination?.(e)
             },
-          })
-    let serving = false
+          }, () => statusOf())
+    hosted = node
+    /** What the status reply (peer service `status`, `bulletin status`) adds to ping's coordinator and term. */
+    function statusOf(): Record<string, unknown> {
+      const vector = store.vector()
+      let gapOps = 0
+      for (const [origin, prefix] of vector) gapOps += Math.max(0, store.lastSeq(origin) - prefix)
+      const c = hosted?.snapshot()
+      return {
+        serving,
+        rank: c?.rank,
+        offsetMs: c?.offsetMs ?? 0,
+        ops: store.opCount(),
+        vector: Object.fromEntries(vector),
+        gapOps,
+        ...(recentLag === undefined ? {} : { lagP50Ms: Math.round(recentLag.p50Ms * 10) / 10, lagP99Ms: Math.round(recentLag.p99Ms * 10) / 10 }),
+        requestsPerSecond: Math.round(answeredRate.perSecond(monotonicMs()) * 10) / 10,
+        inFlight,
+      }
+    }
+    const sample = (): ServerSample => {
+      const c = hosted?.snapshot()
+      return {
+        serving,
+        inFlight,
+        lamport: stamper.lamport.current,
+        rank: c?.rank,
+        term: c?.coordinator?.term ?? c?.term,
+        isCoordinator: c !== undefined && c.coordinator?.name === config.name,
+        peers: c?.peers.length ?? 0,
+        offsetMs: c?.offsetMs ?? 0,
+        ops: store.opCount(),
+        users: store.users().length,
+        channels: store.channels().length,
+        vector: store.vector(),
+        lastSeq: (origin) => store.lastSeq(origin),
+        lag: recentLag,
+      }
+    }
+    sampler = sample
     config.observe?.started?.({ name: config.name, store, replication, coordination: node, serving: () => serving, lamport: () => stamper.lamport.current })
 
     // The monitoring channel: one bounded report per interval (dropped at
@@ -551,7 +647,7 @@ export const server = (config: ServerConfig) =>
         monitor,
         ops: store.opCount(),
         vector: store.vector(),
-        lag: replication.drainLag(),
+        lag: (recentLag = replication.drainLag()),
         requestsPerSecond: rate,
         busyPerSecond: busyRate,
       })
@@ -577,6 +673,7 @@ export const server = (config: ServerConfig) =>
             const batch = yield* Queue.takeBetween(subscriber.messages, 1, replicationBatchMax)
             const frames = batch.flatMap((p) => {
               const frame = opened(p.payload)
+              if (frame === undefined) metrics.frameRefused()
               if (frame === undefined && unsealed++ % 1000 === 0) run(Effect.logWarning(`server ${config.name}: ${unsealed} replication frame(s) refused: not sealed with the cluster's key`))
               return frame === undefined ? [] : [frame]
             })
@@ -613,21 +710,30 @@ export const server = (config: ServerConfig) =>
     // Past concurrentRequestsMax a request is answered "busy" at once (the
     // client backs off and retries with the same id) rather than left to
     // queue until it times out, unanswered.
-    let inFlight = 0
+    /** A reply sent: counted, timed from the request's arrival. */
+    const answered = (outcome: Outcome, startedNs: bigint) =>
+      Effect.sync(() => {
+        metrics.request(outcome.service, outcome.status, Number(clock.monotonicTimeNanosUnsafe() - startedNs) / 1e9)
+        answeredRate.add(monotonicMs())
+      })
     return yield* supervised(
       `server ${config.name} requests`,
       Effect.forever(
         Effect.gen(function* () {
           const request = yield* Queue.take(replier.requests)
+          const startedNs = clock.monotonicTimeNanosUnsafe()
+          const outcome: Outcome = { service: undefined, status: "error" }
           if (inFlight >= config.concurrentRequestsMax) {
             busy += 1
-            return yield* Effect.flatMap(busyReply(request.frame), request.reply)
+            return yield* busyReply(request.frame).pipe(Effect.provideService(Outcome, outcome), Effect.flatMap(request.reply), Effect.andThen(answered(outcome, startedNs)))
           }
           inFlight += 1
           yield* Effect.forkScoped(
             handle(request.frame).pipe(
+              Effect.provideService(Outcome, outcome),
               Effect.flatMap(request.reply),
               Effect.tap(() => Effect.sync(() => { handled += 1; node?.messageHandled() })),
+              Effect.tap(() => answered(outcome, startedNs)),
               Effect.ensuring(Effect.sync(() => void (inFlight -= 1))),
             ),
           )
@@ -756,6 +862,7 @@ const hostCoordination = (
   timers: XClock,
   inspect?: (machine: string) => ((e: InspectionEvent) => void) | undefined,
   observe?: ServerObserver,
+  describe: () => Record<string, unknown> = () => ({}),
 ) =>
   Effect.gen(function* () {
     const transport = yield* Transport
@@ -782,7 +889,22 @@ const hostCoordination = (
     )
     stamper.adjust = (raw) => node.adjusted(raw)
     const peers: Replier = yield* transport.replier(settings.peerBind, "bind", { cluster: true })
-    const answer = (frame: Uint8Array) => (serviceOf(frame) === "replicate" ? replication.handlePeerRequest(frame) : node.handlePeerRequest(frame))
+    /**
+     * `status` (our extension, what `bulletin status` asks): ping's answer
+     * (whom it follows, under which term) and the server's replication
+     * position, lag and request rate.
+     */
+    const status = (frame: Uint8Array) => {
+      const env = decodeEnvelope(frame)
+      stamper.lamport.observe(env.ok ? env.envelope.meta.clock : env.meta?.clock)
+      const stamp = { clock: stamper.lamport.tick(), timestampMs: Math.floor(stamper.adjust(clock.currentTimeMillisUnsafe())) }
+      const coordinator = node.coordinator
+      return encodeEnvelope("status", { status: "OK", name, coordinator: coordinator?.name, term: coordinator?.term, ...describe() }, stamp)
+    }
+    const answer = (frame: Uint8Array) => {
+      const service = serviceOf(frame)
+      return service === "replicate" ? replication.handlePeerRequest(frame) : service === "status" ? status(frame) : node.handlePeerRequest(frame)
+    }
     yield* Effect.forkScoped(
       supervised(
         `server ${name} peers`,

@@ -14,7 +14,7 @@ import { layerLmdb } from "../store/Store.ts"
 import { layerZmq } from "../transport/zmq.ts"
 import { formatKey, generateKey, securityFrom, writeKeyFile } from "../transport/keys.ts"
 import { claimDataDir } from "./datadir.ts"
-import { Ports, type Spec, botAliveFile, endpoint, inspectUrlDefault, int, parse, usage } from "./options.ts"
+import { Ports, type Spec, UsageError, botAliveFile, endpoint, inspectUrlDefault, int, parse, usage } from "./options.ts"
 
 const common: Spec = {
   broker: { env: "BROKER_ADDR", default: "127.0.0.1", help: "broker host (clients use port 5555, servers 5556)" },
@@ -27,7 +27,7 @@ const security: Spec = {
   open: { boolean: true, env: "BULLETIN_OPEN", help: "open mode: no key, no authentication between cluster roles (to join standard servers of other implementations); logs a warning" },
 }
 
-const specs = {
+export const specs = {
   broker: { ...security, host: { env: "BIND_HOST", default: "127.0.0.1", help: "address to bind 5555 and 5556 on (0.0.0.0 in containers)" } },
   proxy: { ...security, host: { env: "BIND_HOST", default: "127.0.0.1", help: "address to bind 5557 and 5558 on (0.0.0.0 in containers)" } },
   server: {
@@ -44,12 +44,18 @@ const specs = {
     inspect: { boolean: true, help: "send every machine's inspection events to the XState inspector relay (see --inspect-url, `bulletin inspector`)" },
     "inspect-url": { env: "INSPECT_URL", default: inspectUrlDefault, help: "WebSocket of the inspector relay" },
     "require-accounts": { boolean: true, env: "REQUIRE_ACCOUNTS", help: "every name must be claimed with a password before it posts, sends or reads private messages" },
+    "metrics-port": { default: "none", help: "serve Prometheus metrics on http://HOST:PORT/metrics (HOST from --host, or 127.0.0.1; e.g. 9464); 'none': not served" },
+    "metrics-host": { help: "address the metrics endpoint binds (default: --host, or 127.0.0.1; 0.0.0.0 in a container, for Prometheus on another host)" },
   },
   reference: {
     ...security,
     host: { env: "BIND_HOST", default: "127.0.0.1", help: "address to bind 5559 on (0.0.0.0 in containers)" },
     data: { env: "DATA_DIR", help: "folder to keep ranks in across restarts (default: memory only)" },
     "dead-after": { env: "SERVER_DEAD_AFTER_MS", default: "3500", help: "drop a server from the list after this long without a heartbeat (ms)" },
+  },
+  keygen: {
+    out: { env: "BULLETIN_KEY_FILE", help: "write the key to this file (readable by its owner only) instead of printing it" },
+    "if-missing": { boolean: true, help: "with --out: keep the file if it exists already (compose's one-shot key service)" },
   },
   bot: {
     ...common,
@@ -83,6 +89,13 @@ const coordinationOf = (values: Record<string, string | undefined>): Coordinatio
   const bindHost = /^tcp:\/\/([^:]+):/.exec(peerBind)?.[1]
   const advertised = values.advertise ?? (bindHost === "0.0.0.0" || bindHost === "*" ? peerBind.replace(`//${bindHost}:`, `//${process.env.HOSTNAME ?? hostname()}:`) : peerBind)
   return { reference: endpoint(values.reference!, Ports.reference), peerBind, peerAddr: endpoint(advertised, Ports.peer) }
+}
+
+/** `--metrics-port`: a TCP port (or 'none', handled by the caller). */
+const metricsPortOf = (value: string | undefined): number => {
+  const port = int(value, "metrics-port", 1)
+  if (!Number.isInteger(port) || port > 65_535) throw new UsageError(`--metrics-port must be a port (1-65535) or 'none', got '${value}'`)
+  return port
 }
 
 /**
@@ -122,13 +135,7 @@ export const runRole = async (command: string, args: ReadonlyArray<string>): Pro
       return runMain(proxy({ frontend: endpoint(values.host!, Ports.proxyFrontend), backend: endpoint(values.host!, Ports.proxyBackend) }).pipe(Effect.provide(clusterTransport("proxy", p))))
     }
     case "keygen": {
-      const { values, flags } = show(
-        {
-          out: { env: "BULLETIN_KEY_FILE", help: "write the key to this file (readable by its owner only) instead of printing it" },
-          "if-missing": { boolean: true, help: "with --out: keep the file if it exists already (compose's one-shot key service)" },
-        },
-        "make a cluster key: every cluster role needs it (CURVE on every link between them)",
-      )
+      const { values, flags } = show(specs.keygen, "make a cluster key: every cluster role needs it (CURVE on every link between them)")
       if (values.out === undefined) return void process.stdout.write(formatKey(generateKey()))
       const { created } = writeKeyFile(values.out, flags["if-missing"] === true)
       console.log(created ? `keygen: a new cluster key in ${values.out}` : `keygen: ${values.out} exists; kept`)
@@ -167,6 +174,7 @@ export const runRole = async (command: string, args: ReadonlyArray<string>): Pro
         credentials: security.mode === "curve" ? nodeCredentials(security.key.secretKey) : undefined,
         requireAccounts: flags["require-accounts"] === true,
         inspect: flags.inspect ? await inspectorFor(values["inspect-url"]!, name) : undefined,
+        metrics: values["metrics-port"] === "none" ? undefined : { host: values["metrics-host"] ?? own ?? "127.0.0.1", port: metricsPortOf(values["metrics-port"]) },
       }
       const skew = Number(values["clock-skew"])
       if (!Number.isFinite(skew) || Math.abs(skew) > 86_400_000) throw new Error(`--clock-skew must be milliseconds within a day (±86400000), got '${values["clock-skew"]}'`)

@@ -7,10 +7,10 @@ import { createInterface } from "node:readline"
 import { startLiveDashboard } from "./dashboard.ts"
 import type { ControlAction, RoleStatus } from "../dashboard/roles.ts"
 import { packageRoot } from "./root.ts"
-import { Ports, type Spec, UsageError, int, parse, usage } from "./options.ts"
+import { int, parse, portNumber, Ports, type Spec, usage, UsageError } from "./options.ts"
 
-const spec: Spec = {
-  data: { env: "DATA_DIR", default: "data", help: "folder holding one data folder per server" },
+export const spec: Spec = {
+  "data-root": { env: "DATA_ROOT", aliases: ["data"], default: "data", help: "folder holding the cluster's key, the reference's ranks and one data folder per server (the same setting as `bulletin server --data-root`)" },
   servers: { default: "3", help: "number of servers" },
   bots: { default: "2", help: "number of bots" },
   "bot-rate": { default: "2", help: "posts per second per bot" },
@@ -19,6 +19,7 @@ const spec: Spec = {
   inspect: { boolean: true, help: "also run the XState inspector relay and send every server's machines to it (its page needs the internet)" },
   "inspect-port": { env: "INSPECT_PORT", default: "8080", help: "port of the inspector relay" },
   "dashboard-port": { env: "DASHBOARD_PORT", default: "5580", help: "port of the web dashboard (with stop/restart/partition buttons); 'none': no dashboard" },
+  "metrics-port": { default: "9464", help: "port of each server's Prometheus endpoint, http://SERVER-ADDRESS:PORT/metrics (each server on its own address); 'none': not served" },
   only: { env: "BULLETIN_ONLY", help: "show only these roles' lines, comma-separated (e.g. server-2,broker); all still run" },
   "dashboard-host": { env: "DASHBOARD_HOST", help: "address the dashboard is served on (default: --host; keep it on loopback: its buttons kill processes)" },
   open: { boolean: true, env: "BULLETIN_OPEN", help: "open mode: no cluster key, no authentication between the roles (warned about in every role's log)" },
@@ -48,7 +49,7 @@ const nthAddress = (base: string, n: number) => {
 }
 
 /** The roles `bulletin up` runs, in start order. */
-export const topology = (o: { data: string; servers: number; bots: number; botRate: number; host: string; serverIpBase: string; inspectUrl?: string }): Array<RoleSpec> => {
+export const topology = (o: { data: string; servers: number; bots: number; botRate: number; host: string; serverIpBase: string; inspectUrl?: string; metricsPort?: number }): Array<RoleSpec> => {
   const roles: Array<RoleSpec> = [
     { name: "broker", args: ["broker", "--host", o.host], ready: /broker: tcp/, phase: 0 },
     { name: "proxy", args: ["proxy", "--host", o.host], ready: /proxy: tcp/, phase: 0 },
@@ -58,7 +59,7 @@ export const topology = (o: { data: string; servers: number; bots: number; botRa
     const name = `server-${i}`
     // Bots wait for every server: until replication catches up missed ops, a
     // server that started after the first writes would not have them.
-    roles.push({ name, args: ["server", "--name", name, "--data", resolve(o.data, name), "--host", nthAddress(o.serverIpBase, i - 1), "--broker", o.host, "--proxy", o.host, "--reference", o.host, ...(o.inspectUrl === undefined ? [] : ["--inspect", "--inspect-url", o.inspectUrl])], ready: /serving requests/, phase: 1 })
+    roles.push({ name, args: ["server", "--name", name, "--data", resolve(o.data, name), "--host", nthAddress(o.serverIpBase, i - 1), "--broker", o.host, "--proxy", o.host, "--reference", o.host, "--metrics-port", o.metricsPort === undefined ? "none" : String(o.metricsPort), ...(o.inspectUrl === undefined ? [] : ["--inspect", "--inspect-url", o.inspectUrl])], ready: /serving requests/, phase: 1 })
   }
   for (let i = 1; i <= o.bots; i++) roles.push({ name: `bot-${i}`, args: ["bot", "--broker", o.host, "--proxy", o.host, "--rate", String(o.botRate)], phase: 2 })
   return roles
@@ -233,13 +234,14 @@ const inUse = (host: string, port: number) =>
  * line says which is taken and the flag that moves it (a second `up` on the
  * same addresses would otherwise start roles that retry binding for ever).
  */
-const checkPorts = async (o: { host: string; serverIpBase: string; servers: number; dashboard: { host: string; port: number } | undefined }) => {
+const checkPorts = async (o: { host: string; serverIpBase: string; servers: number; dashboard: { host: string; port: number } | undefined; metricsPort?: number | undefined }) => {
   const wanted: Array<{ host: string; port: number; what: string; flag: string }> = [
     ...[Ports.brokerFrontend, Ports.brokerBackend].map((port) => ({ host: o.host, port, what: "broker", flag: "--host" })),
     ...[Ports.proxyFrontend, Ports.proxyBackend].map((port) => ({ host: o.host, port, what: "proxy", flag: "--host" })),
     { host: o.host, port: Ports.reference, what: "reference", flag: "--host" },
     ...Array.from({ length: o.servers }, (_, i) => ({ host: nthAddress(o.serverIpBase, i), port: Ports.peer, what: `server-${i + 1}'s peer port`, flag: "--server-ip-base" })),
     ...(o.dashboard === undefined ? [] : [{ ...o.dashboard, what: "the dashboard", flag: "--dashboard-port (or --dashboard-port none)" }]),
+    ...(o.metricsPort === undefined ? [] : Array.from({ length: o.servers }, (_, i) => ({ host: nthAddress(o.serverIpBase, i), port: o.metricsPort!, what: `server-${i + 1}'s metrics`, flag: "--metrics-port (or --metrics-port none)" }))),
   ]
   for (const w of wanted) {
     if (await inUse(w.host, w.port)) {
@@ -254,33 +256,40 @@ export const runUp = async (argv: ReadonlyArray<string>) => {
   let relay: { url: string; ws: string; stop: () => void } | undefined
   if (p.flags.inspect) {
     const { startInspectorRelay } = await import("./inspect.ts")
-    relay = startInspectorRelay(int(p.values["inspect-port"], "inspect-port"))
+    relay = startInspectorRelay(portNumber(p.values["inspect-port"], "inspect-port"))
     console.log(`bulletin up: XState inspector relay on ${relay.ws}; open ${relay.url} (the Stately inspector it embeds needs the internet)`)
   }
+  const metricsPort = p.values["metrics-port"] === "none" ? undefined : int(p.values["metrics-port"], "metrics-port", 1)
+  if (metricsPort !== undefined && (!Number.isInteger(metricsPort) || metricsPort > 65_535)) throw new UsageError(`--metrics-port must be a port (1-65535) or 'none', got '${p.values["metrics-port"]}'`)
   const roles = topology({
-    data: p.values.data!,
+    data: p.values["data-root"]!,
     servers: int(p.values.servers, "servers", 1),
     bots: int(p.values.bots, "bots"),
     botRate: int(p.values["bot-rate"], "bot-rate"),
     host: p.values.host!,
     serverIpBase: p.values["server-ip-base"]!,
     inspectUrl: relay?.ws,
+    metricsPort,
   })
-  const dashboardPort = p.values["dashboard-port"] === "none" ? undefined : int(p.values["dashboard-port"], "dashboard-port")
+  const dashboardPort = p.values["dashboard-port"] === "none" ? undefined : portNumber(p.values["dashboard-port"], "dashboard-port")
   const dashboardHost = p.values["dashboard-host"] ?? p.values.host!
-  await checkPorts({ host: p.values.host!, serverIpBase: p.values["server-ip-base"]!, servers: int(p.values.servers, "servers", 1), dashboard: dashboardPort === undefined ? undefined : { host: dashboardHost, port: dashboardPort } })
-  console.log(`bulletin up: ${roles.map((r) => r.name).join(", ")}; data in ${resolve(p.values.data!)}`)
+  await checkPorts({ host: p.values.host!, serverIpBase: p.values["server-ip-base"]!, servers: int(p.values.servers, "servers", 1), dashboard: dashboardPort === undefined ? undefined : { host: dashboardHost, port: dashboardPort }, metricsPort })
+  console.log(`bulletin up: ${roles.map((r) => r.name).join(", ")}; data in ${resolve(p.values["data-root"]!)}`)
   // Every link between the roles is authenticated with the cluster's key: made on the first start, kept in the data folder.
   if (p.flags.open) process.env.BULLETIN_OPEN = "1"
   else {
-    mkdirSync(p.values.data!, { recursive: true })
-    const keyFile = resolve(p.values.data!, "cluster.key")
+    mkdirSync(p.values["data-root"]!, { recursive: true })
+    const keyFile = resolve(p.values["data-root"]!, "cluster.key")
     const { created } = writeKeyFile(keyFile, true)
     process.env.BULLETIN_KEY_FILE = keyFile
     delete process.env.BULLETIN_CLUSTER_KEY
     console.log(`bulletin up: cluster links authenticated with ${created ? "a new key" : "the key"} in ${keyFile}`)
   }
   console.log(`connect a client with: npx bulletin client --broker ${p.values.host} --proxy ${p.values.host}   (Ctrl-C stops everything)`)
+  if (metricsPort !== undefined) {
+    const servers = roles.filter((r) => r.args[0] === "server").map((r, i) => `${r.name} http://${nthAddress(p.values["server-ip-base"]!, i)}:${metricsPort}/metrics`)
+    console.log(`bulletin up: Prometheus metrics at ${servers.join(", ")}`)
+  }
   let dashboard: Awaited<ReturnType<typeof startLiveDashboard>> | undefined
   const only = p.values.only === undefined ? undefined : new Set(p.values.only.split(",").map((r) => r.trim()).filter((r) => r !== ""))
   if (only !== undefined) {

@@ -132,7 +132,7 @@ describe("the containers' commands, run as processes", () => {
     const servers: Array<Proc> = []
     for (let i = 1; i <= replicas; i++) {
       // Each server its own host: its own address, and the host name compose gives it.
-      servers.push(run(`server-${i}`, `server-${i}`, { HOSTNAME: services[`server-${i}`]!.hostname!, PEER_BIND: `tcp://${serverAt(i)}:5560`, PEER_ADDR: `tcp://${serverAt(i)}:5560`, SERVER_HOST: serverAt(i) }))
+      servers.push(run(`server-${i}`, `server-${i}`, { HOSTNAME: services[`server-${i}`]!.hostname!, PEER_BIND: `tcp://${serverAt(i)}:5560`, PEER_ADDR: `tcp://${serverAt(i)}:5560`, SERVER_HOST: serverAt(i), BULLETIN_METRICS_HOST: serverAt(i) }))
     }
     await Promise.all(servers.map((_, i) => healthy(`server-${i + 1}`, serverAt(i + 1))))
     await Promise.all(servers.map((s) => s.waitFor(/serving requests/)))
