@@ -15,13 +15,15 @@ run_only=0
 # independent Python client), docker-compose (validates compose.yaml; no
 # Docker engine is needed for `docker-compose config`), iproute2 (network
 # namespaces for the multi-host tests), chromium (the dashboard's browser test,
-# driven by playwright-core, which never downloads a browser of its own).
+# driven by playwright-core, which never downloads a browser of its own), tmux
+# (the client's test in a real terminal: test/e2e/client-pty.test.ts).
 missing=()
 if [ $run_only -eq 0 ]; then
 /usr/bin/python3 -c 'import zmq, msgpack' 2>/dev/null || missing+=(python3-zmq python3-msgpack)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
