@@ -15,7 +15,7 @@ import { parse, usage, type Spec } from "../src/cli/options.ts"
 import { generateKey } from "../src/transport/keys.ts"
 import { packageRoot } from "../src/cli/root.ts"
 
-const spec: Spec = {
+export const spec: Spec = {
   host: { default: "127.83.0.1", help: "loopback address for the benchmark's broker and proxy" },
   runs: { default: "3", help: "runs per figure (the median is printed)" },
   requests: { default: "2000", help: "sequential round trips per run" },

@@ -11,7 +11,7 @@ import { ExitCode, Ports, type Spec, UsageError, botAliveFile, botAliveMs, endpo
  * peer port; the dashboard answers HTTP; a bot has had a post acknowledged
  * in the last 30 s (its liveness file). A client has nothing to probe (always healthy).
  */
-const spec: Spec = {
+export const spec: Spec = {
   host: { env: "HEALTH_HOST", default: "127.0.0.1", help: "address the role listens on, seen from inside its container" },
   timeout: { default: "2000", help: "milliseconds to wait for an answer" },
   key: { env: "BULLETIN_KEY_FILE", help: "the cluster's key file, to probe the reference and peer ports (or BULLETIN_CLUSTER_KEY)" },

@@ -3,6 +3,9 @@ import { type StatelyInspectionEvent, createInspector } from "@statelyai/inspect
 import { WebSocket, WebSocketServer } from "ws"
 import type { InspectionEvent } from "xstate"
 
+/** `bulletin inspector`'s options. */
+export const spec = { port: { env: "INSPECT_PORT", default: "8080", help: "port of the relay (HTTP page and WebSocket)" } }
+
 /** What createInspector sends through (declared, not exported, by @statelyai/inspect). */
 type Adapter = Parameters<typeof createInspector>[0]
 

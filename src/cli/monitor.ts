@@ -8,7 +8,7 @@ import { Ports, type Spec, endpoint, int, parse, usage } from "./options.ts"
  * one line per server report and one per machine transition; `--json`
  * prints the reports as they come (one JSON object per line).
  */
-const spec: Spec = {
+export const spec: Spec = {
   proxy: { env: "PROXY_ADDR", default: "127.0.0.1", help: "proxy host (subscribers use port 5558)" },
   json: { boolean: true, help: "print each report as a JSON line" },
   count: { default: "0", help: "stop after this many reports (0: never)" },

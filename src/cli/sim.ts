@@ -4,9 +4,9 @@ import type { Trace } from "../dashboard/trace.ts"
 import type { InspectionEvent } from "xstate"
 import { runScenario } from "../sim/cluster.ts"
 import { type Scenario, describeFault, generateScenario } from "../sim/scenario.ts"
-import { type Spec, inspectUrlDefault, int, parse, usage } from "./options.ts"
+import { inspectUrlDefault, int, parse, portNumber, type Spec, usage } from "./options.ts"
 
-const spec: Spec = {
+export const spec: Spec = {
   seed: { help: "replay the run drawn from this seed and print its timeline" },
   scenario: { help: "replay a scenario given as JSON (or @file), as printed by a failing property test" },
   seeds: { help: "run this many seeds (from --seed, default 1) and print a summary instead of a timeline" },
@@ -103,7 +103,7 @@ export const runSimCli = async (argv: ReadonlyArray<string>) => {
       console.log(`trace: ${trace.reports.length} reports, ${trace.notes.length} notes written to ${p.values.trace} (replay: bulletin dashboard --trace ${p.values.trace})`)
     }
     if (p.flags.dashboard) {
-      const served = await serveDashboard({ host: p.values.host!, port: int(p.values.port, "port"), trace, title: trace.title })
+      const served = await serveDashboard({ host: p.values.host!, port: portNumber(p.values.port, "port"), trace, title: trace.title })
       console.log(`dashboard: replaying the run at ${served.url} (Ctrl-C to stop)`)
     }
   }

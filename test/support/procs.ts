@@ -41,7 +41,7 @@ export const spawnBulletin = (
 ): Proc => {
   // `wrap` runs it elsewhere, e.g. `ip netns exec NS ...`, which execs in place (signals reach node itself).
   const [command, ...rest] = (options.wrap ?? ((a) => [...a]))([process.execPath, bin, ...args])
-  const child = spawn(command!, rest, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...keyEnv, ...options.env } })
+  const child = spawn(command!, rest, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, BULLETIN_CONFIG: "", ...keyEnv, ...options.env } })
   const lines: Array<string> = []
   const at: Array<number> = []
   const waiters = new Set<() => void>()
