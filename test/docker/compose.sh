@@ -74,9 +74,12 @@ tester python3 /t/interop/standard_client.py tcp://broker:5555 tcp://proxy:5558 
 phase "standard-protocol Python client: $(grep -c '"ok": true' $work/py.log) checks passed"
 
 # Each server's Prometheus endpoint, from another container on the compose network.
-for s in server-1 server-2 server-3; do
-  tester python3 -c "import sys, urllib.request; t = urllib.request.urlopen('http://$s:9464/metrics', timeout=5).read().decode(); sys.exit(0 if 'bulletin_requests_total' in t and 'bulletin_is_coordinator' in t else 1)" || fail "no metrics from http://$s:9464/metrics"
-done
+tester python3 -c "
+import sys, urllib.request
+for s in ('server-1', 'server-2', 'server-3'):
+    t = urllib.request.urlopen('http://%s:9464/metrics' % s, timeout=5).read().decode()
+    if 'bulletin_requests_total' not in t or 'bulletin_is_coordinator' not in t: sys.exit('no metrics from http://%s:9464/metrics' % s)
+" || fail "metrics: not every server answers on :9464/metrics"
 phase "metrics: http://server-N:9464/metrics answers on all 3"
 
 posts() { probe '{"reference":"tcp://reference:5559","ops":true}' | json "d.servers.map((s) => s.name + ':' + (s.ops ?? []).filter((o) => o.kind === 'publish' && /^bot-/.test(o.user ?? '')).length).join(' ')"; }
