@@ -51,13 +51,15 @@ inserted as typed; a pasted block of several lines asks first (send as lines, jo
 /** Terminal safety: what a hostile server sends must not drive our terminal. */
 // eslint-disable-next-line no-control-regex
 const safe = (s: unknown) => String(s).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "\uFFFD")
+/** A message on one screen line: its newlines shown as ⏎ (a newline in a post must not print what looks like another post). */
+const oneLine = (s: unknown) => safe(s).replace(/\n/g, "\u23ce").replace(/\t/g, " ")
 
 const time = (ms: number | undefined): string => (ms === undefined || !Number.isFinite(ms) ? "--:--:--" : new Date(ms).toLocaleTimeString("en-GB", { hour12: false }))
 
 /** `* ana waves` from ana (what `me` posts) is shown as an action, not as `<ana> * ana waves`. */
 const said = (user: unknown, message: unknown) => {
   const u = safe(user)
-  const m = safe(message)
+  const m = oneLine(message)
   return m.startsWith(`* ${u} `) ? m : `<${u}> ${m}`
 }
 
@@ -67,7 +69,7 @@ const showPublication = (p: Publication) =>
 const showPost = (p: Record<string, unknown>) =>
   p.service === "publish"
     ? `[${time(Number(p.timestamp))}] #${safe(p.channel)} ${said(p.user, p.message)}`
-    : `[${time(Number(p.timestamp))}] <${safe(p.src)}> -> <${safe(p.dst)}> ${safe(p.message)}`
+    : `[${time(Number(p.timestamp))}] <${safe(p.src)}> -> <${safe(p.dst)}> ${oneLine(p.message)}`
 
 /**
  * The server's error texts in the client's words, the same word for the same

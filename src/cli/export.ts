@@ -138,7 +138,11 @@ export const runImport = async (argv: ReadonlyArray<string>) => {
   } catch (e) {
     return fail(`${(e as Error).message}; nothing written`)
   }
-  if (name !== undefined && name === header.server && !sameServer) {
+  if (name === undefined) return fail("import needs --name NAME: the server that will own the folder (a new name; --same-server with the exported server's name to restore it)")
+  if (!sameServer && name !== header.server && Object.hasOwn(header.origins, name)) {
+    return fail(`--name ${name}: the snapshot holds ops of ${name} as an origin. A new server numbering its own ops as ${name} would collide with the real ${name}'s (replicas would skip one side as duplicates). Give a name no server has had`)
+  }
+  if (name === header.server && !sameServer) {
     return fail(
       `--name ${name} is the exported server itself. A NEW server must not number ops as an origin that exists (its seq would restart below what ${name} already sent, and replicas would skip the new ops as duplicates). Give a new name, or --same-server to restore ${name} itself (then start it where it can catch up from peers first)`,
     )

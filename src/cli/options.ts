@@ -61,7 +61,7 @@ export const parseConfig = (file: string, text: string, commands: ReadonlyArray<
     const at = `${file}:${i + 1}`
     const line = raw.replace(/^\s+|\s+$/g, "")
     if (line === "" || line.startsWith("#") || line.startsWith(";")) return
-    const header = /^\[([a-z-]+)\]$/.exec(line)
+    const header = /^\[([a-z-]+)\]\s*(?:[#;].*)?$/.exec(line)
     if (header !== null) {
       const name = header[1]!
       if (!commands.includes(name)) {
@@ -119,16 +119,23 @@ const configured = (flag: string): string | undefined => {
   return (command === undefined ? undefined : config.sections.get(command)?.get(flag)?.value) ?? config.global.get(flag)
 }
 
-/** A setting in the running command's section that none of its flags has is a mistake: say where, and what was meant. */
-const checkSection = (spec: Spec) => {
-  const section = command === undefined ? undefined : config?.sections.get(command)
+/** The commands the config file has a section for. */
+export const configSections = (): ReadonlyArray<string> => [...(config?.sections.keys() ?? [])]
+
+/** A setting in a command's section that none of its flags has is a mistake: say where, and what was meant (`up` checks its children's sections before it starts them). */
+export const checkConfigFor = (name: string, spec: Spec) => {
+  const section = config?.sections.get(name)
   if (section === undefined) return
   const known = [...Object.keys(spec), ...globalSettings]
   for (const [flag, { line }] of section) {
     if (known.includes(flag) || Object.values(spec).some((o) => o.aliases?.includes(flag))) continue
     const meant = didYouMean(flag, known)
-    throw new UsageError(`${config!.file}:${line}: [${command}] has no setting '${flag}'${meant === undefined ? "" : `; did you mean '${meant}'?`}`)
+    throw new UsageError(`${config!.file}:${line}: [${name}] has no setting '${flag}'${meant === undefined ? "" : `; did you mean '${meant}'?`}`)
   }
+}
+
+const checkSection = (spec: Spec) => {
+  if (command !== undefined) checkConfigFor(command, spec)
 }
 
 /** Settings every command takes (main reads them before the command runs). */

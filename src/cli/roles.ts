@@ -1,4 +1,4 @@
-import { writeFile } from "node:fs"
+import { existsSync, writeFile } from "node:fs"
 import { hostname } from "node:os"
 import { join } from "node:path"
 import { Effect, Layer } from "effect"
@@ -56,6 +56,7 @@ export const specs = {
   keygen: {
     out: { env: "BULLETIN_KEY_FILE", help: "write the key to this file (readable by its owner only) instead of printing it" },
     "if-missing": { boolean: true, help: "with --out: keep the file if it exists already (compose's one-shot key service)" },
+    force: { boolean: true, help: "with --out: replace the file if it exists (every role then needs the new key)" },
   },
   bot: {
     ...common,
@@ -136,7 +137,11 @@ export const runRole = async (command: string, args: ReadonlyArray<string>): Pro
     }
     case "keygen": {
       const { values, flags } = show(specs.keygen, "make a cluster key: every cluster role needs it (CURVE on every link between them)")
-      if (values.out === undefined) return void process.stdout.write(formatKey(generateKey()))
+      if (values.out === undefined || values.out === "") return void process.stdout.write(formatKey(generateKey()))
+      // BULLETIN_KEY_FILE may be exported for the roles: a plain `keygen` must not replace the cluster's key behind their back.
+      if (existsSync(values.out) && flags["if-missing"] !== true && flags.force !== true) {
+        throw new UsageError(`keygen: ${values.out} exists (the cluster key every role uses?); --if-missing keeps it, --force replaces it${process.env.BULLETIN_KEY_FILE === values.out ? " (the file comes from BULLETIN_KEY_FILE)" : ""}`)
+      }
       const { created } = writeKeyFile(values.out, flags["if-missing"] === true)
       console.log(created ? `keygen: a new cluster key in ${values.out}` : `keygen: ${values.out} exists; kept`)
       return

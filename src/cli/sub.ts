@@ -1,3 +1,4 @@
+import { once } from "node:events"
 import * as zmq from "zeromq"
 import { unseal } from "../actors/credentials.ts"
 import { type Publication, decodePublication } from "../protocol/messages.ts"
@@ -165,7 +166,8 @@ export const runSub = async (argv: ReadonlyArray<string>) => {
         if (last !== undefined && pub.prev !== undefined && pub.prev > last) console.error(`sub: missed posts of ${safe(pub.origin)} on #${safe(pub.channel)} (seq ${last + 1}..${pub.prev}): publications were lost on the way (history has them)`)
         lastSeen.set(key, pub.seq)
       }
-      process.stdout.write(`${render(pub, p.flags.json === true, sealed)}\n`)
+      // A slow reader holds us back rather than letting the output grow in memory.
+      if (!process.stdout.write(`${render(pub, p.flags.json === true, sealed)}\n`)) await once(process.stdout, "drain")
       shown += 1
       if (count > 0 && shown >= count) break
     }

@@ -7,7 +7,7 @@ import { createInterface } from "node:readline"
 import { startLiveDashboard } from "./dashboard.ts"
 import type { ControlAction, RoleStatus } from "../dashboard/roles.ts"
 import { packageRoot } from "./root.ts"
-import { int, parse, portNumber, Ports, type Spec, usage, UsageError } from "./options.ts"
+import { checkConfigFor, configSections, int, parse, portNumber, Ports, type Spec, usage, UsageError } from "./options.ts"
 
 export const spec: Spec = {
   "data-root": { env: "DATA_ROOT", aliases: ["data"], default: "data", help: "folder holding the cluster's key, the reference's ranks and one data folder per server (the same setting as `bulletin server --data-root`)" },
@@ -59,7 +59,7 @@ export const topology = (o: { data: string; servers: number; bots: number; botRa
     const name = `server-${i}`
     // Bots wait for every server: until replication catches up missed ops, a
     // server that started after the first writes would not have them.
-    roles.push({ name, args: ["server", "--name", name, "--data", resolve(o.data, name), "--host", nthAddress(o.serverIpBase, i - 1), "--broker", o.host, "--proxy", o.host, "--reference", o.host, "--metrics-port", o.metricsPort === undefined ? "none" : String(o.metricsPort), ...(o.inspectUrl === undefined ? [] : ["--inspect", "--inspect-url", o.inspectUrl])], ready: /serving requests/, phase: 1 })
+    roles.push({ name, args: ["server", "--name", name, "--data", resolve(o.data, name), "--host", nthAddress(o.serverIpBase, i - 1), "--broker", o.host, "--proxy", o.host, "--reference", o.host, "--metrics-port", o.metricsPort === undefined ? "none" : String(o.metricsPort), "--metrics-host", nthAddress(o.serverIpBase, i - 1), ...(o.inspectUrl === undefined ? [] : ["--inspect", "--inspect-url", o.inspectUrl])], ready: /serving requests/, phase: 1 })
   }
   for (let i = 1; i <= o.bots; i++) roles.push({ name: `bot-${i}`, args: ["bot", "--broker", o.host, "--proxy", o.host, "--rate", String(o.botRate)], phase: 2 })
   return roles
@@ -253,6 +253,16 @@ const checkPorts = async (o: { host: string; serverIpBase: string; servers: numb
 export const runUp = async (argv: ReadonlyArray<string>) => {
   const p = parse(argv, spec)
   if (p.flags.help) return console.log(usage("up", "the whole topology on this machine", spec))
+  // DATA_DIR used to be up's root too: now it is only one server's folder. Say so rather than start an empty cluster in ./data.
+  if (process.env.DATA_DIR !== undefined && process.env.DATA_DIR !== "" && p.values["data-root"] === spec["data-root"]!.default) {
+    throw new UsageError(`DATA_DIR is one server's own folder, not up's: the folder of the whole cluster is --data-root (DATA_ROOT or BULLETIN_DATA_ROOT=${process.env.DATA_DIR}); unset DATA_DIR`)
+  }
+  // The roles up starts read the config file too: a mistake in their sections stops up now, not every child in a restart loop.
+  const children = ["broker", "proxy", "reference", "server", "bot"] as const
+  if (configSections().some((s) => (children as ReadonlyArray<string>).includes(s))) {
+    const { specs } = await import("./roles.ts")
+    for (const c of children) checkConfigFor(c, specs[c])
+  }
   let relay: { url: string; ws: string; stop: () => void } | undefined
   if (p.flags.inspect) {
     const { startInspectorRelay } = await import("./inspect.ts")

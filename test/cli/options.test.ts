@@ -77,7 +77,7 @@ describe("environment variables", () => {
 
 describe("the config file", () => {
   it("top settings apply to every command that has the flag, a section's to its command and win; env and flags win over both", () => {
-    withConfig("client", "# a comment\nbroker = 10.0.0.5   # trailing comment\nbot-rate = 3\n\n[client]\nbroker = 10.0.0.6\n[bot]\nbot-rate = 7\n")
+    withConfig("client", "# a comment\nbroker = 10.0.0.5   # trailing comment\nbot-rate = 3\n\n[client]   # a comment here too\nbroker = 10.0.0.6\n[bot]\nbot-rate = 7\n")
     expect(parse([], spec).values.broker).toBe("10.0.0.6")
     expect(parse([], spec).values["bot-rate"]).toBe("3")
     withConfig("bot", "broker = 10.0.0.5\n[bot]\nbot-rate = 7\n")

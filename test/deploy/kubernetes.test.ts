@@ -62,6 +62,8 @@ describe("the Kubernetes manifests", () => {
   it("give every container requests and limits, a non-root user, and the hosts PROTOCOL.md names as Services", () => {
     for (const d of docs.filter((d) => d.kind === "Deployment" || d.kind === "StatefulSet")) {
       expect(d.spec.template.spec.securityContext.runAsNonRoot, d.metadata.name).toBe(true)
+      // Service links would set DASHBOARD_PORT=tcp://IP:5580 (and more) in every pod: names bulletin reads as settings.
+      expect(d.spec.template.spec.enableServiceLinks, d.metadata.name).toBe(false)
       for (const c of d.spec.template.spec.containers) {
         expect(c.resources.requests.cpu, `${d.metadata.name}`).toBeDefined()
         expect(c.resources.limits.memory, `${d.metadata.name}`).toBeDefined()

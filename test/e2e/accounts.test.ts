@@ -161,7 +161,7 @@ describe("accounts", () => {
 describe("a cluster that requires accounts", () => {
   let strict: Cluster
   beforeAll(async () => {
-    strict = await startCluster("127.81.16.1", 1, { serverArgs: ["--require-accounts"] })
+    strict = await startCluster("127.81.38.1", 1, { serverArgs: ["--require-accounts"] })
   }, 60_000)
 
   it("refuses a login without a password, and acting as a name nobody claimed; serves a claimed one", async () => {

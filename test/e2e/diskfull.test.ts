@@ -31,7 +31,7 @@ afterAll(async () => {
   if (mountable) execFileSync("umount", ["-l", mountPoint])
 })
 
-const host = "127.81.7.1"
+const host = "127.81.39.1"
 const big = "x".repeat(3_900)
 
 describe.skipIf(!mountable)("a server whose disk fills up", () => {

@@ -10,7 +10,7 @@ import { spawnBulletin, startCluster, stopAll, serverHost } from "../support/pro
  * page: it sees each machine registered under the server's name, and the
  * bully machine's snapshots reach `leader`.
  */
-const host = "127.81.17.1"
+const host = "127.81.37.1"
 const relayPort = 18_081
 afterAll(stopAll)
 

@@ -7,7 +7,7 @@ import { type Cluster, spawnBulletin, startCluster, stopAll } from "../support/p
  * sees every server's report (identity, role, machine states), and the
  * machine transitions of an election when the coordinator is killed.
  */
-const host = "127.81.14.1"
+const host = "127.81.34.1"
 let cluster: Cluster
 
 beforeAll(async () => {

@@ -10,7 +10,7 @@ import { type Cluster, spawnBulletin, startCluster, stopAll } from "../support/p
  * the same complete history (the broker's round robin sends consecutive
  * requests to each server in turn).
  */
-const host = "127.81.8.1"
+const host = "127.81.35.1"
 let cluster: Cluster
 
 beforeAll(async () => {

@@ -122,7 +122,7 @@ describe("operator tools against `bulletin up`", () => {
     await bot.stop()
 
     const lines = readFileSync(file, "utf8").trimEnd().split("\n")
-    const header = JSON.parse(lines[0]!) as { server: string; ops: number; format: number; schema: number }
+    const header = JSON.parse(lines[0]!) as { server: string; ops: number; format: number; schema: number; origins: Record<string, unknown> }
     expect(header).toMatchObject({ bulletin: "snapshot", format: 1, server: "server-1", schema: 1 })
     expect(lines.length).toBe(header.ops + 2)
     expect(JSON.parse(lines.at(-1)!)).toEqual({ end: { ops: header.ops } })
@@ -135,6 +135,8 @@ describe("operator tools against `bulletin up`", () => {
     const same = spawnBulletin("import-same", ["import", "--data", join(work, "not-made"), "--in", file, "--name", "server-1"])
     const bad = spawnBulletin("import-bad", ["import", "--data", join(work, "other"), "--in", broken, "--name", "server-9"])
     const busy = spawnBulletin("import-busy", ["import", "--data", join(data, "server-2"), "--in", file])
+    const origin = spawnBulletin("import-origin", ["import", "--data", join(work, "not-made-2"), "--in", file, "--name", Object.keys(header.origins).find((o) => o !== "server-1") ?? "server-2"])
+    const unnamed = spawnBulletin("import-unnamed", ["import", "--data", join(work, "not-made-3"), "--in", file])
     // From stdin, as `bulletin export --data A | bulletin import --data B` would.
     const im = spawnBulletin("import", ["import", "--data", restored, "--name", "server-9"], { stdin: readFileSync(file, "utf8") })
     expect(await same.exited).toBe(1)
@@ -143,6 +145,10 @@ describe("operator tools against `bulletin up`", () => {
     expect(bad.lines.join("\n")).toMatch(/^bulletin import: line 3: not JSON .*; nothing written$/m)
     expect(await busy.exited).toBe(1)
     expect(busy.lines.join("\n")).toMatch(/server-2 is not empty/)
+    expect(await origin.exited).toBe(1)
+    expect(origin.lines.join("\n")).toMatch(/the snapshot holds ops of server-\d as an origin/)
+    expect(await unnamed.exited).toBe(1)
+    expect(unnamed.lines.join("\n")).toMatch(/import needs --name NAME/)
     expect(await im.exited, im.lines.join("\n")).toBe(0)
     expect(im.lines.join("\n")).toMatch(new RegExp(`^import: ${header.ops} ops of \\d+ origins \\(a snapshot of server-1`, "m"))
     expect(readdirSync(work).sort(), "nothing half-written left behind").toEqual(["broken.jsonl", "server-1.jsonl", "server-9"])
