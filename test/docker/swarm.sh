@@ -71,9 +71,11 @@ settled() {
   [ "${1:-}" = "$want" ] && [ "$(echo "${2:-}" | tr ',' '\n' | grep -c .)" = 1 ] && [ "${2:-}" != undefined ]
 }
 wait_settled() {
-  local want=$1 state=""
+  local want=$1 state="" seen="" start=$SECONDS
   for _ in $(seq 1 90); do
     if state=$(settled "$want"); then echo "$state"; return 0; fi
+    # Each new state on the way, with when (what a slow settle went through).
+    [ "$state" != "$seen" ] && echo "swarm:   +$((SECONDS - start)) s: $state" >&2 && seen=$state
     sleep 2
   done
   fail "never $want servers following one coordinator: last seen '$state'"
