@@ -108,7 +108,9 @@ done
 case "$after" in server-[123]) [ "$after" != "$before" ] || fail "the killed $before is still coordinator" ;; *) fail "after killing $before the servers follow '$after'" ;; esac
 wait $posting || fail "posts during the failover"
 # From the kill to the new coordinator's own log line announcing itself.
-took=$(docker logs -t --since "$kill_iso" "$(containers "$after")" 2>&1 | grep -m1 "coordinator is $after (this server)" | KILL="$kill_iso" node -e "const l = require('fs').readFileSync(0, 'utf8'); console.log(l ? Date.parse(l.split(' ')[0]) - Date.parse(process.env.KILL) + ' ms' : '(no log line)')")
+# (Through a file: `docker logs | grep -m1` ends docker logs with SIGPIPE, which pipefail makes the script's exit status, 141.)
+docker logs -t --since "$kill_iso" "$(containers "$after")" >"$work/after.log" 2>&1 || true
+took=$({ grep -m1 "coordinator is $after (this server)" "$work/after.log" || true; } | KILL="$kill_iso" node -e "const l = require('fs').readFileSync(0, 'utf8'); console.log(l ? Date.parse(l.split(' ')[0]) - Date.parse(process.env.KILL) + ' ms' : '(no log line)')")
 phase "killed $before (coordinator): $after took over after $took"
 
 compose start "$before" >/dev/null 2>&1
