@@ -6,6 +6,7 @@ import { Limits } from "../protocol/limits.ts"
 import type { Publication } from "../protocol/messages.ts"
 import { layerZmq } from "../transport/zmq.ts"
 import { Ports, type Spec, didYouMean, endpoint, int, parse, usage } from "./options.ts"
+import { oneLine, safe, time } from "./text.ts"
 import { type Key, LineEditor, Screen, type Words, appendHistory, cleanInput, commonPrefix, complete, historyPath, loadHistory } from "./terminal.ts"
 
 export const spec: Spec = {
@@ -48,13 +49,6 @@ Ctrl-C clears the line, and on an empty line quits, as Ctrl-D or /quit do; Ctrl-
 Ctrl-U/Ctrl-K cut before/after the cursor, Ctrl-W a word, Ctrl-L clears the screen. A pasted line is
 inserted as typed; a pasted block of several lines asks first (send as lines, join, or drop).`
 
-/** Terminal safety: what a hostile server sends must not drive our terminal. */
-// eslint-disable-next-line no-control-regex
-const safe = (s: unknown) => String(s).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "\uFFFD")
-/** A message on one screen line: its newlines shown as ⏎ (a newline in a post must not print what looks like another post). */
-const oneLine = (s: unknown) => safe(s).replace(/\n/g, "\u23ce").replace(/\t/g, " ")
-
-const time = (ms: number | undefined): string => (ms === undefined || !Number.isFinite(ms) ? "--:--:--" : new Date(ms).toLocaleTimeString("en-GB", { hour12: false }))
 
 /** `* ana waves` from ana (what `me` posts) is shown as an action, not as `<ana> * ana waves`. */
 const said = (user: unknown, message: unknown) => {

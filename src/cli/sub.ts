@@ -4,6 +4,7 @@ import { unseal } from "../actors/credentials.ts"
 import { type Publication, decodePublication } from "../protocol/messages.ts"
 import { nameProblem } from "../protocol/names.ts"
 import { ExitCode, Ports, type Spec, UsageError, endpoint, int, parse, usage } from "./options.ts"
+import { oneLine, safe, time } from "./text.ts"
 
 /**
  * `bulletin sub CHANNEL|@USER ...`: a tail of publications, like `nats sub`.
@@ -38,13 +39,6 @@ export const spec: Spec = {
 
 const summary = "tail publications: CHANNEL (its posts) or @USER (private messages to USER; see --help); exact topics"
 
-/** Terminal safety, as in the client: what the network sends must not drive our terminal. */
-// eslint-disable-next-line no-control-regex
-const safe = (s: unknown) => String(s).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "\uFFFD")
-/** A message may hold newlines and tabs: one line per publication. */
-const oneLine = (s: unknown) => safe(s).replace(/\n/g, "\u23ce").replace(/\t/g, " ")
-
-const time = (ms: number | undefined): string => (ms === undefined || !Number.isFinite(ms) ? "--:--:--" : new Date(ms).toLocaleTimeString("en-GB", { hour12: false }))
 const iso = (ms: number | undefined) => (ms === undefined || !Number.isFinite(ms) || Math.abs(ms) > 8.64e15 ? undefined : new Date(ms).toISOString())
 
 export interface Target {
